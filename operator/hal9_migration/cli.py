@@ -1,0 +1,66 @@
+"""``hal9-migration``: run the operator, print the CRD, start a local control plane."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hal9-migration", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator (all namespaces unless --namespace is given)")
+    run.add_argument("-n", "--namespace", action="append", default=[], help="watch only this namespace (repeatable)")
+    run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+
+    crd = commands.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
+    crd.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+
+    cluster = commands.add_parser("local-cluster", help="start a local control plane (etcd, kube-apiserver)")
+    cluster.add_argument("action", choices=["up"])
+    cluster.add_argument("workdir", type=Path)
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.namespace, args.liveness, args.verbose)
+    if args.command == "crd":
+        return _crd(args.output)
+    from .testing import controlplane
+
+    return controlplane.main([args.action, str(args.workdir)])
+
+
+def _run(namespaces: list[str], liveness: str | None, verbose: bool) -> int:
+    import logging
+
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Standalone: no peering objects; one replica per cluster (the chart runs one, with a Recreate rollout).
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+    )
+    return 0
+
+
+def _crd(output: Path | None) -> int:
+    from .crd import render_crd
+
+    text = render_crd()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Generate the Hal9Migration CustomResourceDefinition from the pydantic models.
+
+pydantic emits JSON Schema (2020-12 flavour, with ``$defs``/``$ref`` and ``anyOf`` for optionals);
+Kubernetes wants a structural OpenAPI v3 schema: every ref inlined, no ``anyOf`` around a type, no
+``title``, boolean ``exclusiveMinimum``. This module does that translation and nothing else; the
+rules themselves live in ``models.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from . import models
+
+# Keys pydantic emits that have no meaning (or are not allowed) in a structural schema.
+_DROPPED_KEYS = {"title", "$defs", "discriminator"}
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
+    {"name": "Step", "type": "integer", "jsonPath": ".status.step"},
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "State %", "type": "integer", "jsonPath": ".status.stateMigration.percent"},
+    {"name": "Health", "type": "number", "jsonPath": ".status.health.score"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Message",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    },
+]
+
+
+def openapi_schema(model: type[models.BaseModel]) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of ``model``, as the API server wants it."""
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    definitions = schema.get("$defs", {})
+    return _structural(schema, definitions)
+
+
+def _structural(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_structural(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    while "$ref" in node or "anyOf" in node:
+        node = _inline_ref(node, definitions) if "$ref" in node else _collapse_optional(node)
+    if "allOf" in node and len(node["allOf"]) == 1:
+        inner = node.pop("allOf")[0]
+        node = {**inner, **node}
+    for key in _DROPPED_KEYS:
+        node.pop(key, None)
+    if node.get("type") == "object" and "properties" in node:
+        node.setdefault("additionalProperties", None)
+        if node["additionalProperties"] in (None, False):
+            del node["additionalProperties"]
+    for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(node.get(bound), (int, float)) and not isinstance(node[bound], bool):
+            node[flag] = node.pop(bound)
+            node[bound] = True
+    if "default" in node and node["default"] is None:
+        del node["default"]
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    return {
+        key: (_structural(value, definitions) if key not in ("default", "enum", "example") else value)
+        for key, value in node.items()
+    }
+
+
+def _inline_ref(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    target = copy.deepcopy(definitions[node.pop("$ref").rsplit("/", 1)[-1]])
+    # Sibling keys of a $ref (a field's description, default, CEL rules) refine the target.
+    rules = target.get("x-kubernetes-validations", []) + node.pop("x-kubernetes-validations", [])
+    target.update(node)
+    if rules:
+        target["x-kubernetes-validations"] = rules
+    return dict(target)
+
+
+def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, {type: null}]`` (pydantic's ``X | None``) becomes plain ``X``: absence is the null."""
+    options = [o for o in node.pop("anyOf") if o.get("type") != "null"]
+    if len(options) != 1:
+        raise ValueError(f"cannot express a union of {len(options)} types in a structural schema: {options}")
+    return {**options[0], **node}
+
+
+def build_crd() -> dict[str, Any]:
+    """The full CustomResourceDefinition manifest."""
+    spec_schema = openapi_schema(models.Hal9MigrationSpec)
+    status_schema = openapi_schema(models.Hal9MigrationStatus)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{models.PLURAL}.{models.GROUP}",
+            "labels": {"app.kubernetes.io/name": "hal9-migration-operator"},
+        },
+        "spec": {
+            "group": models.GROUP,
+            "names": {
+                "kind": models.KIND,
+                "listKind": f"{models.KIND}List",
+                "plural": models.PLURAL,
+                "singular": models.SINGULAR,
+                "shortNames": models.SHORT_NAMES,
+                "categories": ["hal9", "all"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": models.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Hal9Migration moves HAL9 from its flat to its hierarchical "
+                            "architecture, one gated phase at a time.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render_crd() -> str:
+    """The CRD as the YAML committed under ``crds/``."""
+    header = "# Generated from operator/hal9_migration/models.py by `make crd`. Do not edit.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)

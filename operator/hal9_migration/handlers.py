@@ -1,0 +1,77 @@
+"""kopf wiring only: read the object, ask the pure core what to do, act, patch status.
+
+Handlers return nothing, so kopf keeps its own bookkeeping out of ``status``; its progress and
+last-handled configuration live in annotations under the project's own prefix.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from . import kube, plan
+from .models import GROUP, PLURAL, VERSION
+
+RESOURCE = (GROUP, VERSION, PLURAL)
+# How often every migration is looked at again even if nothing about it changed: objects it refers
+# to (Services, Deployments) can appear or vanish without touching the Hal9Migration.
+RECHECK_SECONDS = float(os.environ.get("HAL9_RECHECK_SECONDS", "30"))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    kube.load_config()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> Any:
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.resume(*RESOURCE)
+def on_resume(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
+    reconcile(body, patch, logger)
+
+
+@kopf.on.create(*RESOURCE)
+def on_create(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
+    reconcile(body, patch, logger)
+
+
+@kopf.on.update(*RESOURCE, field="spec")
+def on_update(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
+    reconcile(body, patch, logger)
+
+
+@kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
+def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
+    reconcile(body, patch, logger)
+
+
+def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
+    """One level-based pass: the same object and world always give the same status."""
+    namespace = body.metadata.namespace
+    generation = int(body.metadata.get("generation") or 0)
+    spec = plan.parse_spec(dict(body.spec))
+    observed = plan.Observed(
+        missing=kube.missing(namespace, plan.references(spec)) if not isinstance(spec, str) else ()
+    )
+    current = plan.load_status(dict(body.status))
+    decision = plan.decide(spec, generation, current, observed, datetime.datetime.now(datetime.UTC))
+    if decision.changed:
+        for key, value in decision.status.items():
+            patch.status[key] = value
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    logger.info(
+        "reconciled generation %s: %s%s", generation, decision.summary, "" if decision.changed else " (no change)"
+    )

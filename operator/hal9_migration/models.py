@@ -1,0 +1,626 @@
+"""The Hal9Migration resource: spec and status models, the one source of the CRD schema.
+
+Every rule a user can break is written twice on purpose: as a pydantic constraint (so the operator
+refuses an object that bypassed admission, for example one stored under an older CRD) and as an
+OpenAPI/CEL rule in the generated CRD (so the API server refuses it before anything is stored). The
+CEL rules live next to the fields they guard, in ``json_schema_extra``; ``crd.py`` only translates.
+Tests feed the same invalid manifests to both.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "migration.hal9.ai"
+VERSION = "v1alpha1"
+KIND = "Hal9Migration"
+PLURAL = "hal9migrations"
+SINGULAR = "hal9migration"
+SHORT_NAMES = ["h9m"]
+
+
+class Phase(StrEnum):
+    """HAL9's five migration phases, in order (DESIGN §2)."""
+
+    SHADOW = "Shadow"
+    CANARY = "Canary"
+    STATE_MIGRATION = "StateMigration"
+    RAMP_UP = "RampUp"
+    FULL = "Full"
+
+    @property
+    def number(self) -> int:
+        return list(Phase).index(self) + 1
+
+
+def cel(rule: str, message: str, **extra: str) -> dict[str, str]:
+    """One ``x-kubernetes-validations`` entry."""
+    return {"rule": rule, "message": message, **extra}
+
+
+def k8s(*rules: dict[str, str], **schema: Any) -> dict[str, Any]:
+    """Schema additions for a field or model: CEL rules plus any ``x-kubernetes-*`` keys."""
+    extra: dict[str, Any] = dict(schema)
+    if rules:
+        extra["x-kubernetes-validations"] = list(rules)
+    return extra
+
+
+# --- durations -------------------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
+_DURATION_RE = r"^([0-9]+(ms|s|m|h|d))+$"
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``30s``, ``5m``, ``1h30m``, ``7d``; reject anything else, including zero and negatives."""
+    if not re.fullmatch(_DURATION_RE, text):
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return timedelta(seconds=seconds)
+
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[
+    str,
+    AfterValidator(_check_duration),
+    Field(
+        max_length=32,
+        json_schema_extra=k8s(
+            cel(
+                f"self.matches('{_DURATION_RE}') && self.matches('[1-9]')",
+                "must be a positive duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d",
+            )
+        ),
+    ),
+]
+
+# --- names -------------------------------------------------------------------------------------------
+
+DNS1035Label = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")]
+DNS1123Subdomain = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    ),
+]
+Percent = Annotated[StrictInt, Field(ge=0, le=100)]
+Ratio = Annotated[float, Field(ge=0, le=1)]
+
+
+def _strictly_increasing(steps: list[int]) -> list[int]:
+    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        raise ValueError(f"steps must be strictly increasing, got {steps}")
+    return steps
+
+
+Steps = Annotated[
+    list[Annotated[StrictInt, Field(ge=1, le=100)]],
+    AfterValidator(_strictly_increasing),
+    Field(
+        min_length=1,
+        max_length=20,
+        json_schema_extra=k8s(
+            cel(
+                "self.isSorted() && self.all(x, self.exists_one(y, y == x))",
+                "steps must be strictly increasing (each weight larger than the one before)",
+            )
+        ),
+    ),
+]
+
+
+class Model(BaseModel):
+    """Base for spec models: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class StatusModel(BaseModel):
+    """Base for status models: camelCase, tolerant of fields written by newer operator versions."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# --- spec --------------------------------------------------------------------------------------------
+
+
+class WorkloadRef(Model):
+    """One side of the migration: the Service that receives traffic and the Deployment behind it."""
+
+    service: DNS1035Label = Field(description="Name of the Service in the migration's namespace.")
+    deployment: DNS1123Subdomain = Field(description="Name of the Deployment in the migration's namespace.")
+
+
+class ShadowPhase(Model):
+    """Phase 1: hierarchical gets a mirrored copy of the traffic; flat answers."""
+
+    duration: Duration = Field("7d", description="How long the gate must hold before leaving Shadow.")
+    mirror_percent: Percent = Field(100, description="Share of requests mirrored to hierarchical.")
+    min_output_parity: Ratio = Field(0.99, description="Gate: minimum share of identical outputs.")
+    max_latency_ratio: float = Field(1.1, gt=0, description="Gate: hierarchical p99 / flat p99 at most.")
+
+
+class CanaryPhase(Model):
+    """Phase 2: real traffic shifts to hierarchical in steps."""
+
+    steps: Steps = Field(default_factory=lambda: [1, 5, 10, 25], description="Hierarchical weights, in order.")
+    step_duration: Duration = Field("1d", description="How long each step must stay healthy.")
+    max_error_rate: Ratio = Field(0.001, description="Gate: hierarchical error rate below this.")
+    max_p99_ms: float = Field(100, gt=0, alias="maxP99Ms", description="Gate: hierarchical p99 latency (ms).")
+
+
+class RampUpPhase(Model):
+    """Phase 4: traffic shifts further, after state migration."""
+
+    steps: Steps = Field(default_factory=lambda: [50, 75, 90], description="Hierarchical weights, in order.")
+    step_duration: Duration = Field("1d", description="How long each step must stay healthy.")
+    stable_for: Duration = Field("1h", description="Gate: all checks pass for this long.")
+    max_cpu_percent: Percent = Field(60, description="Gate: hierarchical CPU use below this.")
+    max_memory_percent: Percent = Field(70, description="Gate: hierarchical memory use below this.")
+    max_latency_ratio: float = Field(1.1, gt=0, description="Gate: hierarchical p99 / flat p99 at most.")
+
+
+class FullPhase(Model):
+    """Phase 5: all traffic on hierarchical; flat stays on standby."""
+
+    flat_standby_replicas: StrictInt = Field(1, ge=0, description="Replicas flat keeps for a fast way back.")
+    min_health_score: Ratio = Field(0.8, description="Gate: health score at least this.")
+
+
+class Phases(Model):
+    """Per-phase settings; every number defaults to HAL9's plan."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                # has(): the API server also checks this rule against the schema default ({}).
+                "!has(self.rampUp) || !has(self.canary) || !has(self.rampUp.steps) || !has(self.canary.steps) "
+                "|| self.rampUp.steps[0] > self.canary.steps[size(self.canary.steps) - 1]",
+                "rampUp.steps must start above the last canary step",
+            )
+        )
+    )
+
+    shadow: ShadowPhase = Field(default_factory=ShadowPhase, json_schema_extra={"default": {}})
+    canary: CanaryPhase = Field(default_factory=CanaryPhase, json_schema_extra={"default": {}})
+    ramp_up: RampUpPhase = Field(default_factory=RampUpPhase, json_schema_extra={"default": {}})
+    full: FullPhase = Field(default_factory=FullPhase, json_schema_extra={"default": {}})
+
+    @model_validator(mode="after")
+    def _ramp_up_above_canary(self) -> Phases:
+        if self.ramp_up.steps[0] <= self.canary.steps[-1]:
+            raise ValueError("rampUp.steps must start above the last canary step")
+        return self
+
+
+class StringMatch(Model):
+    """How a header value matches: exactly one of exact, prefix, regex."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                "[has(self.exact), has(self.prefix), has(self.regex)].filter(x, x).size() == 1",
+                "set exactly one of exact, prefix or regex",
+            )
+        )
+    )
+
+    exact: str | None = Field(None, max_length=256)
+    prefix: str | None = Field(None, max_length=256)
+    regex: str | None = Field(None, max_length=256)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StringMatch:
+        if [self.exact, self.prefix, self.regex].count(None) != 2:
+            raise ValueError("set exactly one of exact, prefix or regex")
+        return self
+
+
+_HEADER_NAME = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+class TargetingMatch(Model):
+    headers: dict[str, StringMatch] = Field(
+        min_length=1,
+        max_length=16,
+        description="Request headers (lowercase names) that must all match.",
+        json_schema_extra=k8s(
+            cel(
+                f"self.all(name, size(name) <= 256 && name.matches('{_HEADER_NAME}'))",
+                "header names must be lowercase HTTP header names, e.g. x-hal9-user-group",
+            )
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _lowercase_header_names(self) -> TargetingMatch:
+        bad = [name for name in self.headers if not re.fullmatch(_HEADER_NAME, name) or len(name) > 256]
+        if bad:
+            raise ValueError(f"header names must be lowercase HTTP header names, e.g. x-hal9-user-group: {bad}")
+        return self
+
+
+class Route(StrEnum):
+    HIERARCHICAL = "Hierarchical"
+    FLAT = "Flat"
+
+
+class TargetingRule(Model):
+    """A feature-flag rule: requests that match go to one system regardless of the weights."""
+
+    name: DNS1123Subdomain
+    match: TargetingMatch
+    route: Route
+
+
+class IstioRouter(Model):
+    virtual_service: DNS1123Subdomain = Field(description="VirtualService in the migration's namespace.")
+    routes: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Named HTTP routes to manage; empty means every route.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class GatewayAPIRouter(Model):
+    http_route: DNS1123Subdomain = Field(alias="httpRoute", description="HTTPRoute in the migration's namespace.")
+
+
+class SMIRouter(Model):
+    traffic_split: DNS1123Subdomain = Field(description="TrafficSplit in the migration's namespace.")
+
+
+class TrafficRouter(Model):
+    """The mesh object whose weights the operator sets: exactly one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                "[has(self.istio), has(self.gatewayAPI), has(self.smi)].filter(x, x).size() == 1",
+                "set exactly one traffic router: istio, gatewayAPI or smi",
+            )
+        )
+    )
+
+    istio: IstioRouter | None = None
+    gateway_api: GatewayAPIRouter | None = Field(None, alias="gatewayAPI")
+    smi: SMIRouter | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrafficRouter:
+        if [self.istio, self.gateway_api, self.smi].count(None) != 2:
+            raise ValueError("set exactly one traffic router: istio, gatewayAPI or smi")
+        return self
+
+
+class PrometheusProvider(Model):
+    address: str = Field(
+        max_length=2048,
+        description="Base URL of the Prometheus HTTP API.",
+        json_schema_extra=k8s(
+            cel(
+                "isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",
+                "must be an http:// or https:// URL",
+            )
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _http_url(self) -> PrometheusProvider:
+        if not re.match(r"^https?://[^\s/]+", self.address):
+            raise ValueError("must be an http:// or https:// URL")
+        return self
+
+
+class Inconclusive(StrEnum):
+    PAUSE = "Pause"
+    FAIL = "Fail"
+
+
+class MetricCheck(Model):
+    """An extra PromQL check: the value must lie within [min, max]."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel("has(self.min) || has(self.max)", "set min, max or both"),
+            cel("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+        )
+    )
+
+    name: DNS1123Subdomain
+    query: str = Field(min_length=1, max_length=4096)
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MetricCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class Analysis(Model):
+    prometheus: PrometheusProvider | None = None
+    interval: Duration = Field("1m", description="Time between analysis runs.")
+    failure_limit: StrictInt = Field(3, ge=1, le=100, description="Consecutive failed runs before rolling back.")
+    inconclusive: Inconclusive = Field(
+        Inconclusive.PAUSE, description="What an empty, NaN or failed query means: Pause or Fail."
+    )
+    metrics: list[MetricCheck] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> Analysis:
+        _require_unique([m.name for m in self.metrics], "analysis.metrics")
+        return self
+
+
+class SecretKeyRef(Model):
+    name: DNS1123Subdomain
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class DatabaseRef(Model):
+    """A database, by a Secret key holding its URL (URLs carry passwords, so never inline)."""
+
+    url_secret_ref: SecretKeyRef
+
+
+class StateMigration(Model):
+    image: str = Field(min_length=1, max_length=1024, description="Image that runs the migration worker.")
+    source: DatabaseRef
+    target: DatabaseRef
+    batch_size: StrictInt = Field(1000, ge=1, le=100_000)
+    workers: StrictInt = Field(4, ge=1, le=64)
+
+
+class RollbackStrategy(StrEnum):
+    IMMEDIATE = "Immediate"
+    GRADUAL = "Gradual"
+    PARTIAL = "Partial"
+
+
+class GradualRollback(Model):
+    step_percent: StrictInt = Field(10, ge=1, le=100)
+    step_interval: Duration = "30s"
+
+
+class RollbackComponent(StrEnum):
+    ROUTING = "routing"
+    TARGETING = "targeting"
+    STATE = "state"
+
+
+class PartialRollback(Model):
+    components: list[RollbackComponent] = Field(
+        min_length=1, max_length=3, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> PartialRollback:
+        _require_unique(self.components, "rollback.partial.components")
+        return self
+
+
+class Rollback(Model):
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                "!has(self.strategy) || self.strategy != 'Partial' || has(self.partial)",
+                "strategy Partial needs partial.components",
+            )
+        )
+    )
+
+    strategy: RollbackStrategy = RollbackStrategy.IMMEDIATE
+    automatic: StrictBool = Field(True, description="Roll back by itself when a trigger fires.")
+    max_error_rate: Ratio = Field(0.05, description="Trigger: hierarchical error rate above this.")
+    min_health_score: Ratio = Field(0.8, description="Trigger: health score below this.")
+    gradual: GradualRollback = Field(default_factory=GradualRollback, json_schema_extra={"default": {}})
+    partial: PartialRollback | None = None
+
+    @model_validator(mode="after")
+    def _partial_needs_components(self) -> Rollback:
+        if self.strategy is RollbackStrategy.PARTIAL and self.partial is None:
+            raise ValueError("strategy Partial needs partial.components")
+        return self
+
+
+_PHASES_AFTER_STATE = "['StateMigration', 'RampUp', 'Full']"
+_LAST_CANARY = "self.phases.canary.steps[size(self.phases.canary.steps) - 1]"
+_TRAFFIC_SPLIT_RULE = (
+    "!has(self.trafficSplit) || ("
+    "self.targetPhase == 'Shadow' ? self.trafficSplit == 0 : "
+    "self.targetPhase == 'Canary' ? "
+    f"(self.trafficSplit >= self.phases.canary.steps[0] && self.trafficSplit <= {_LAST_CANARY}) : "
+    f"self.targetPhase == 'StateMigration' ? self.trafficSplit <= {_LAST_CANARY} : "
+    "self.targetPhase == 'RampUp' ? (self.trafficSplit >= self.phases.rampUp.steps[0] && "
+    "self.trafficSplit <= self.phases.rampUp.steps[size(self.phases.rampUp.steps) - 1]) : "
+    "self.trafficSplit == 100)"
+)
+
+
+class Hal9MigrationSpec(Model):
+    """Where the migration should be; the operator walks there one gated step at a time."""
+
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                _TRAFFIC_SPLIT_RULE,
+                "trafficSplit is outside the target phase's range: Shadow allows 0, Canary the canary steps' "
+                "range, StateMigration up to the last canary step, RampUp the rampUp steps' range, Full 100",
+                fieldPath=".trafficSplit",
+            ),
+            cel(
+                f"!(self.targetPhase in {_PHASES_AFTER_STATE}) || has(self.stateMigration)",
+                "stateMigration is required when targetPhase is StateMigration, RampUp or Full",
+            ),
+        )
+    )
+
+    flat: WorkloadRef = Field(
+        description="The flat system (migrated from).",
+        json_schema_extra=k8s(cel("self == oldSelf", "flat is immutable: create a new Hal9Migration instead")),
+    )
+    hierarchical: WorkloadRef = Field(
+        description="The hierarchical system (migrated to).",
+        json_schema_extra=k8s(
+            cel("self == oldSelf", "hierarchical is immutable: create a new Hal9Migration instead")
+        ),
+    )
+    target_phase: Phase = Field(description="Drive to this phase and hold there.")
+    traffic_split: Percent | None = Field(
+        None, description="Optional cap on the hierarchical weight inside targetPhase."
+    )
+    paused: StrictBool = Field(False, description="Hold where the migration is; take no step.")
+    phases: Phases = Field(default_factory=Phases, json_schema_extra={"default": {}})
+    targeting: list[TargetingRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Feature-flag targeting rules; the first that matches wins.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    traffic_router: TrafficRouter
+    analysis: Analysis = Field(default_factory=Analysis, json_schema_extra={"default": {}})
+    state_migration: StateMigration | None = None
+    rollback: Rollback = Field(default_factory=Rollback, json_schema_extra={"default": {}})
+    progress_deadline: Duration = Field("30m", description="A step that cannot finish in this time stalls.")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Hal9MigrationSpec:
+        _require_unique([t.name for t in self.targeting], "targeting")
+        low, high = traffic_split_range(self.target_phase, self.phases)
+        if self.traffic_split is not None and not low <= self.traffic_split <= high:
+            raise ValueError(
+                f"trafficSplit {self.traffic_split} is outside the range of targetPhase "
+                f"{self.target_phase.value} ({low}..{high})"
+            )
+        if self.target_phase.number >= Phase.STATE_MIGRATION.number and self.state_migration is None:
+            raise ValueError("stateMigration is required when targetPhase is StateMigration, RampUp or Full")
+        return self
+
+
+def traffic_split_range(phase: Phase, phases: Phases) -> tuple[int, int]:
+    """The hierarchical weights a ``trafficSplit`` may cap ``phase`` at (inclusive)."""
+    match phase:
+        case Phase.SHADOW:
+            return 0, 0
+        case Phase.CANARY:
+            return phases.canary.steps[0], phases.canary.steps[-1]
+        case Phase.STATE_MIGRATION:
+            return 0, phases.canary.steps[-1]
+        case Phase.RAMP_UP:
+            return phases.ramp_up.steps[0], phases.ramp_up.steps[-1]
+        case Phase.FULL:
+            return 100, 100
+
+
+def _require_unique(values: list[Any], where: str) -> None:
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise ValueError(f"{where}: duplicate entries {sorted(set(map(str, seen)))}")
+
+
+# --- status ------------------------------------------------------------------------------------------
+
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "Degraded", "Paused"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """A condition in the standard Kubernetes shape (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    status: ConditionStatus
+    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field("", max_length=32768)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(None, ge=0)
+
+
+class CheckResult(StatusModel):
+    name: str
+    query: str = ""
+    value: float | None = None
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    reason: str = ""
+
+
+class AnalysisStatus(StatusModel):
+    last_run_time: str | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
+    consecutive_failures: int = 0
+
+
+class StateMigrationStatus(StatusModel):
+    job_name: str | None = None
+    total: int | None = None
+    migrated: int | None = None
+    failed: int | None = None
+    percent: int | None = Field(None, ge=0, le=100)
+    last_checkpoint: str | None = None
+    validation: str | None = None
+
+
+class HealthStatus(StatusModel):
+    score: float | None = Field(None, ge=0, le=1)
+
+
+class Snapshot(StatusModel):
+    time: str
+    phase: Phase | None = None
+    weight: int | None = None
+    spec: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    targeting: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}}
+    )
+
+
+class HistoryEntry(StatusModel):
+    time: str
+    from_phase: Phase | None = Field(None, alias="from")
+    to_phase: Phase | None = Field(None, alias="to")
+    weight: int | None = None
+    reason: str
+    actor: str = "operator"
+
+
+class Hal9MigrationStatus(StatusModel):
+    """What the operator observed and did; people and GitOps tools read this."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    phase: Phase | None = None
+    step: int | None = None
+    weight: Percent | None = None
+    mirror_percent: Percent | None = None
+    analysis: AnalysisStatus | None = None
+    state_migration: StateMigrationStatus | None = None
+    health: HealthStatus | None = None
+    snapshots: list[Snapshot] = Field(default_factory=list, max_length=20)
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=100)

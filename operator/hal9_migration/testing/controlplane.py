@@ -1,0 +1,277 @@
+"""A real local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager on loopback.
+
+No Docker, no fake: the binaries are the upstream ones built from their Go modules by
+``hack/build-controlplane.sh`` into a cache outside the repository. Used by the test suite (as a
+session fixture) and by the demo (``hal9-migration local-cluster up``).
+
+Where the binaries come from, in order:
+  1. ``$KUBEBUILDER_ASSETS``: a user's own envtest binaries (etcd, kube-apiserver, kubectl; no
+     controller manager there, so Jobs will not run);
+  2. the project's cache, built on first use by ``hack/build-controlplane.sh``.
+``HAL9_USE_EXISTING_CLUSTER=true`` skips all of this and uses the current ``$KUBECONFIG`` (kind, k3d,
+a real cluster).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+# Controllers the project relies on: Jobs for state migration, garbage collection of owned objects,
+# namespace deletion in tests, ServiceAccount tokens for the operator's own RBAC tests.
+CONTROLLERS = (
+    "job-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+)
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def use_existing_cluster() -> bool:
+    return os.environ.get("HAL9_USE_EXISTING_CLUSTER", "").lower() in ("1", "true", "yes")
+
+
+def binaries_dir() -> Path:
+    """The directory holding the binaries, building them into the cache on first use."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets:
+        return Path(assets)
+    if not BUILD_SCRIPT.exists():
+        raise ControlPlaneError(f"{BUILD_SCRIPT} is missing; set KUBEBUILDER_ASSETS to your envtest binaries")
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise ControlPlaneError(f"building the control plane failed (exit {result.returncode}); see the log above")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ControlPlane:
+    """A running control plane; ``kubeconfig`` is what clients use."""
+
+    workdir: Path
+    bindir: Path
+    kubeconfig: Path = field(init=False)
+    api_url: str = ""
+    token: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kubeconfig = self.workdir / "kubeconfig"
+
+    @property
+    def kubectl(self) -> str:
+        return str(self.bindir / "kubectl")
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        missing = [b for b in BINARIES[:2] if not (self.bindir / b).exists()]
+        if missing:
+            raise ControlPlaneError(f"{', '.join(missing)} not found in {self.bindir}")
+        try:
+            self._start_etcd()
+            self._start_apiserver()
+            self._write_kubeconfig()
+            self._wait_ready(timeout)
+            if (self.bindir / "kube-controller-manager").exists():
+                self._start_controller_manager()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop in reverse order of start: controllers, API server, then etcd."""
+        for name in reversed(list(self.processes)):
+            proc = self.processes.pop(name)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    def env(self) -> dict[str, str]:
+        """The environment a client process needs to reach this control plane."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bindir}:{os.environ['PATH']}"}
+
+    # --- pieces ----------------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [str(self.bindir / name), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _start_etcd(self) -> None:
+        client, peer = free_port(), free_port()
+        self.etcd_url = f"http://127.0.0.1:{client}"
+        data = self.workdir / "etcd"
+        self._spawn(
+            "etcd",
+            [
+                f"--data-dir={data}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+
+    def _start_apiserver(self) -> None:
+        port = free_port()
+        self.api_url = f"https://127.0.0.1:{port}"
+        certs = self.workdir / "certs"
+        certs.mkdir(exist_ok=True)
+        sa_key = certs / "sa.key"
+        if not sa_key.exists():
+            subprocess.run(
+                ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
+            )
+        self.token = secrets.token_hex(24)
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        tokens.chmod(0o600)
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers={self.etcd_url}",
+                f"--cert-dir={certs}",
+                f"--secure-port={port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--disable-admission-plugins=ServiceAccount",
+                "--authorization-mode=RBAC",
+                f"--token-auth-file={tokens}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--endpoint-reconciler-type=none",
+                "--v=0",
+            ],
+        )
+
+    def _start_controller_manager(self) -> None:
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--service-account-private-key-file={self.workdir / 'certs' / 'sa.key'}",
+                f"--root-ca-file={self.workdir / 'certs' / 'apiserver.crt'}",
+                "--secure-port=0",
+                "--use-service-account-credentials=false",
+                "--concurrent-job-syncs=5",
+            ],
+        )
+
+    def _write_kubeconfig(self) -> None:
+        # The API server signs its own serving certificate at start; on loopback, skipping its
+        # verification costs nothing and avoids waiting for the file to appear.
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "hal9-local", "cluster": {"server": self.api_url, "insecure-skip-tls-verify": True}}],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "hal9-local", "context": {"cluster": "hal9-local", "user": "admin"}}],
+            "current-context": "hal9-local",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        self.kubeconfig.chmod(0o600)
+
+    def _wait_ready(self, timeout: float) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        request = urllib.request.Request(f"{self.api_url}/readyz", headers={"Authorization": f"Bearer {self.token}"})
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise ControlPlaneError(f"{name} exited with {proc.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=5) as response:  # noqa: S310
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                last = str(error)
+            time.sleep(0.25)
+        raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s: {last}")
+
+
+@contextlib.contextmanager
+def running(workdir: Path | None = None) -> Iterator[ControlPlane]:
+    """Start a control plane for the duration of the ``with`` block."""
+    owned = workdir is None
+    directory = Path(tempfile.mkdtemp(prefix="hal9-cp-")) if workdir is None else workdir
+    plane = ControlPlane(workdir=directory, bindir=binaries_dir())
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``local-cluster up DIR``: start and keep running until SIGTERM/SIGINT (used by the demo)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "up":
+        print("usage: local-cluster up DIR", file=sys.stderr)
+        return 2
+    workdir = Path(args[1]).resolve()
+    plane = ControlPlane(workdir=workdir, bindir=binaries_dir())
+    plane.start()
+    (workdir / "pids").write_text(" ".join(str(p.pid) for p in plane.processes.values()))
+    print(f"control plane ready: KUBECONFIG={plane.kubeconfig}", flush=True)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stopping:
+        time.sleep(0.5)
+    plane.stop()
+    return 0

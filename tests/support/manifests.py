@@ -1,0 +1,50 @@
+"""Sample and invalid Hal9Migration manifests, shared by unit and integration tests."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "e2e" / "samples"
+INVALID = ROOT / "tests" / "data" / "invalid-manifests.yaml"
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    """The first document of ``e2e/samples/<name>.yaml``."""
+    return dict(yaml.safe_load((SAMPLES / f"{name}.yaml").read_text()))
+
+
+def merge(base: Any, overlay: Any) -> Any:
+    """Deep-merge ``overlay`` into a copy of ``base``: dicts merge, lists replace, None deletes."""
+    if not isinstance(base, dict) or not isinstance(overlay, dict):
+        return copy.deepcopy(overlay)
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+@dataclass(frozen=True)
+class InvalidCase:
+    name: str
+    manifest: dict[str, Any]
+    expect: str
+
+
+def invalid_cases() -> list[InvalidCase]:
+    base = load_sample("flat-to-hierarchical")
+    cases = []
+    for entry in yaml.safe_load(INVALID.read_text()):
+        manifest = copy.deepcopy(base)
+        manifest["metadata"] = {"name": f"invalid-{entry['name']}"}
+        manifest["spec"] = merge(base["spec"], entry["spec"])
+        cases.append(InvalidCase(entry["name"], manifest, entry["expect"]))
+    return cases
