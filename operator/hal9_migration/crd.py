@@ -67,6 +67,9 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
         del node["default"]
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    if node.get("type") == "string" and "enum" in node:
+        # Bounded strings keep the API server's CEL cost estimate low.
+        node.setdefault("maxLength", max(len(value) for value in node["enum"]))
     return {
         key: (_structural(value, definitions) if key not in ("default", "enum", "example") else value)
         for key, value in node.items()

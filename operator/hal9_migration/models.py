@@ -450,16 +450,34 @@ class Rollback(Model):
 
 _PHASES_AFTER_STATE = "['StateMigration', 'RampUp', 'Full']"
 _LAST_CANARY = "self.phases.canary.steps[size(self.phases.canary.steps) - 1]"
-_TRAFFIC_SPLIT_RULE = (
-    "!has(self.trafficSplit) || ("
-    "self.targetPhase == 'Shadow' ? self.trafficSplit == 0 : "
-    "self.targetPhase == 'Canary' ? "
-    f"(self.trafficSplit >= self.phases.canary.steps[0] && self.trafficSplit <= {_LAST_CANARY}) : "
-    f"self.targetPhase == 'StateMigration' ? self.trafficSplit <= {_LAST_CANARY} : "
-    "self.targetPhase == 'RampUp' ? (self.trafficSplit >= self.phases.rampUp.steps[0] && "
-    "self.trafficSplit <= self.phases.rampUp.steps[size(self.phases.rampUp.steps) - 1]) : "
-    "self.trafficSplit == 100)"
-)
+_LAST_RAMP_UP = "self.phases.rampUp.steps[size(self.phases.rampUp.steps) - 1]"
+# One rule per phase, so the rejection names the range that applies (traffic_split_range() in Python).
+_TRAFFIC_SPLIT_RULES = [
+    cel(
+        f"!has(self.trafficSplit) || self.targetPhase != '{phase}' || ({allowed})",
+        f"trafficSplit is outside the range of targetPhase {phase}: {explained}",
+        fieldPath=".trafficSplit",
+    )
+    for phase, allowed, explained in [
+        ("Shadow", "self.trafficSplit == 0", "Shadow mirrors traffic and holds the weight at 0"),
+        (
+            "Canary",
+            f"self.trafficSplit >= self.phases.canary.steps[0] && self.trafficSplit <= {_LAST_CANARY}",
+            "it must lie within phases.canary.steps (1..25 by default)",
+        ),
+        (
+            "StateMigration",
+            f"self.trafficSplit <= {_LAST_CANARY}",
+            "it must not exceed the last of phases.canary.steps (25 by default)",
+        ),
+        (
+            "RampUp",
+            f"self.trafficSplit >= self.phases.rampUp.steps[0] && self.trafficSplit <= {_LAST_RAMP_UP}",
+            "it must lie within phases.rampUp.steps (50..90 by default)",
+        ),
+        ("Full", "self.trafficSplit == 100", "Full sends all traffic to hierarchical, so it must be 100"),
+    ]
+]
 
 
 class Hal9MigrationSpec(Model):
@@ -467,12 +485,7 @@ class Hal9MigrationSpec(Model):
 
     model_config = ConfigDict(
         json_schema_extra=k8s(
-            cel(
-                _TRAFFIC_SPLIT_RULE,
-                "trafficSplit is outside the target phase's range: Shadow allows 0, Canary the canary steps' "
-                "range, StateMigration up to the last canary step, RampUp the rampUp steps' range, Full 100",
-                fieldPath=".trafficSplit",
-            ),
+            *_TRAFFIC_SPLIT_RULES,
             cel(
                 f"!(self.targetPhase in {_PHASES_AFTER_STATE}) || has(self.stateMigration)",
                 "stateMigration is required when targetPhase is StateMigration, RampUp or Full",

@@ -15,8 +15,10 @@ INVALID = ROOT / "tests" / "data" / "invalid-manifests.yaml"
 
 
 def load_sample(name: str) -> dict[str, Any]:
-    """The first document of ``e2e/samples/<name>.yaml``."""
-    return dict(yaml.safe_load((SAMPLES / f"{name}.yaml").read_text()))
+    """The first document of ``e2e/samples/<name>.yaml``, without its namespace (tests choose one)."""
+    manifest = dict(yaml.safe_load((SAMPLES / f"{name}.yaml").read_text()))
+    manifest["metadata"].pop("namespace", None)
+    return manifest
 
 
 def merge(base: Any, overlay: Any) -> Any:
@@ -48,3 +50,11 @@ def invalid_cases() -> list[InvalidCase]:
         manifest["spec"] = merge(base["spec"], entry["spec"])
         cases.append(InvalidCase(entry["name"], manifest, entry["expect"]))
     return cases
+
+
+def workloads() -> str:
+    """The sample HAL9 Deployments and Services, without their Namespace, for ``kubectl apply -n``."""
+    docs = [d for d in yaml.safe_load_all((SAMPLES / "hal9-workloads.yaml").read_text()) if d["kind"] != "Namespace"]
+    for doc in docs:
+        doc["metadata"].pop("namespace", None)
+    return yaml.safe_dump_all(docs)

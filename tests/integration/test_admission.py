@@ -1,0 +1,51 @@
+"""The real API server refuses bad Hal9Migrations at admission, with a message a person understands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.integration.conftest import Cluster
+from tests.support.manifests import InvalidCase, invalid_cases, load_sample
+
+CASES = invalid_cases()
+
+
+def test_there_are_at_least_twenty_invalid_manifests() -> None:
+    assert len(CASES) >= 20
+
+
+def test_the_sample_is_accepted_and_defaulted(cluster: Cluster, namespace: str) -> None:
+    sample = yaml.safe_dump(load_sample("flat-to-hierarchical"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample)
+    stored = json.loads(cluster.kubectl("get", "h9m", "flat-to-hierarchical", "-n", namespace, "-o", "json").stdout)
+    spec = stored["spec"]
+    # Defaults from the schema are applied by the API server, nested ones included.
+    assert spec["phases"]["full"] == {"flatStandbyReplicas": 1, "minHealthScore": 0.8}
+    assert spec["phases"]["shadow"]["minOutputParity"] == 0.99
+    assert spec["rollback"]["maxErrorRate"] == 0.05
+    assert spec["analysis"]["inconclusive"] == "Pause"
+    assert spec["paused"] is False
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_invalid_manifest_is_rejected_with_a_specific_message(
+    cluster: Cluster, namespace: str, case: InvalidCase
+) -> None:
+    result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump(case.manifest), check=False)
+    assert result.returncode != 0, f"{case.name} was accepted"
+    assert case.expect in result.stderr, f"{case.name}: expected {case.expect!r} in:\n{result.stderr}"
+    # Rejected at admission: nothing was stored, so the operator can never see it.
+    listed = cluster.kubectl("get", "h9m", "-n", namespace, "-o", "name").stdout
+    assert listed.strip() == ""
+
+
+def test_workload_references_are_immutable(cluster: Cluster, namespace: str) -> None:
+    manifest = load_sample("flat-to-hierarchical")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+    manifest["spec"]["hierarchical"]["service"] = "hal9-other"
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
+    assert result.returncode != 0
+    assert "hierarchical is immutable: create a new Hal9Migration instead" in result.stderr
