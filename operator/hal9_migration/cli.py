@@ -12,8 +12,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the operator (all namespaces unless --namespace is given)")
-    run.add_argument("-n", "--namespace", action="append", default=[], help="watch only this namespace (repeatable)")
-    run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeatable)"
+    )
+    run.add_argument(
+        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
 
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
@@ -40,7 +44,10 @@ def _run(namespaces: list[str], liveness: str | None, verbose: bool) -> int:
 
     from . import handlers  # noqa: F401  (registers the handlers)
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # Standalone: no peering objects; one replica per cluster (the chart runs one, with a Recreate rollout).
     kopf.run(
         standalone=True,

@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from . import models
 
@@ -35,11 +36,11 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
-def openapi_schema(model: type[models.BaseModel]) -> dict[str, Any]:
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of ``model``, as the API server wants it."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
     definitions = schema.get("$defs", {})
-    return _structural(schema, definitions)
+    return dict(_structural(schema, definitions))
 
 
 def _structural(node: Any, definitions: dict[str, Any]) -> Any:

@@ -59,7 +59,7 @@ def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) 
 
 def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
     """One level-based pass: the same object and world always give the same status."""
-    namespace = body.metadata.namespace
+    namespace = str(body.metadata.namespace)  # Hal9Migration is namespaced: always set
     generation = int(body.metadata.get("generation") or 0)
     spec = plan.parse_spec(dict(body.spec))
     observed = plan.Observed(
@@ -73,5 +73,8 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     logger.info(
-        "reconciled generation %s: %s%s", generation, decision.summary, "" if decision.changed else " (no change)"
+        "reconciled generation %s: %s%s",
+        generation,
+        decision.summary,
+        "" if decision.changed else " (no change)",
     )

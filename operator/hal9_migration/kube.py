@@ -15,9 +15,9 @@ from kubernetes.client.exceptions import ApiException
 def load_config() -> None:
     """In a pod: the ServiceAccount. Elsewhere: ``$KUBECONFIG`` or ``~/.kube/config``."""
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
 def missing(namespace: str, references: Iterable[tuple[str, str]]) -> list[str]:

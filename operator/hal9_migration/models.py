@@ -9,6 +9,7 @@ Tests feed the same invalid manifests to both.
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import timedelta
 from enum import StrEnum
@@ -62,7 +63,9 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(text: str) -> timedelta:
     """Parse ``30s``, ``5m``, ``1h30m``, ``7d``; reject anything else, including zero and negatives."""
     if not re.fullmatch(_DURATION_RE, text):
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d")
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d"
+        )
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
@@ -104,7 +107,7 @@ Ratio = Annotated[float, Field(ge=0, le=1)]
 
 
 def _strictly_increasing(steps: list[int]) -> list[int]:
-    if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(steps)):
         raise ValueError(f"steps must be strictly increasing, got {steps}")
     return steps
 
@@ -159,7 +162,9 @@ class ShadowPhase(Model):
 class CanaryPhase(Model):
     """Phase 2: real traffic shifts to hierarchical in steps."""
 
-    steps: Steps = Field(default_factory=lambda: [1, 5, 10, 25], description="Hierarchical weights, in order.")
+    steps: Steps = Field(
+        default_factory=lambda: [1, 5, 10, 25], description="Hierarchical weights, in order."
+    )
     step_duration: Duration = Field("1d", description="How long each step must stay healthy.")
     max_error_rate: Ratio = Field(0.001, description="Gate: hierarchical error rate below this.")
     max_p99_ms: float = Field(100, gt=0, alias="maxP99Ms", description="Gate: hierarchical p99 latency (ms).")
@@ -190,7 +195,8 @@ class Phases(Model):
         json_schema_extra=k8s(
             cel(
                 # has(): the API server also checks this rule against the schema default ({}).
-                "!has(self.rampUp) || !has(self.canary) || !has(self.rampUp.steps) || !has(self.canary.steps) "
+                "!has(self.rampUp) || !has(self.canary) || !has(self.rampUp.steps) "
+                "|| !has(self.canary.steps) "
                 "|| self.rampUp.steps[0] > self.canary.steps[size(self.canary.steps) - 1]",
                 "rampUp.steps must start above the last canary step",
             )
@@ -252,7 +258,9 @@ class TargetingMatch(Model):
     def _lowercase_header_names(self) -> TargetingMatch:
         bad = [name for name in self.headers if not re.fullmatch(_HEADER_NAME, name) or len(name) > 256]
         if bad:
-            raise ValueError(f"header names must be lowercase HTTP header names, e.g. x-hal9-user-group: {bad}")
+            raise ValueError(
+                f"header names must be lowercase HTTP header names, e.g. x-hal9-user-group: {bad}"
+            )
         return self
 
 
@@ -280,7 +288,9 @@ class IstioRouter(Model):
 
 
 class GatewayAPIRouter(Model):
-    http_route: DNS1123Subdomain = Field(alias="httpRoute", description="HTTPRoute in the migration's namespace.")
+    http_route: DNS1123Subdomain = Field(
+        alias="httpRoute", description="HTTPRoute in the migration's namespace."
+    )
 
 
 class SMIRouter(Model):
@@ -361,7 +371,9 @@ class MetricCheck(Model):
 class Analysis(Model):
     prometheus: PrometheusProvider | None = None
     interval: Duration = Field("1m", description="Time between analysis runs.")
-    failure_limit: StrictInt = Field(3, ge=1, le=100, description="Consecutive failed runs before rolling back.")
+    failure_limit: StrictInt = Field(
+        3, ge=1, le=100, description="Consecutive failed runs before rolling back."
+    )
     inconclusive: Inconclusive = Field(
         Inconclusive.PAUSE, description="What an empty, NaN or failed query means: Pause or Fail."
     )
@@ -495,7 +507,9 @@ class Hal9MigrationSpec(Model):
 
     flat: WorkloadRef = Field(
         description="The flat system (migrated from).",
-        json_schema_extra=k8s(cel("self == oldSelf", "flat is immutable: create a new Hal9Migration instead")),
+        json_schema_extra=k8s(
+            cel("self == oldSelf", "flat is immutable: create a new Hal9Migration instead")
+        ),
     )
     hierarchical: WorkloadRef = Field(
         description="The hierarchical system (migrated to).",
@@ -605,7 +619,9 @@ class Snapshot(StatusModel):
     time: str
     phase: Phase | None = None
     weight: int | None = None
-    spec: dict[str, Any] = Field(default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    spec: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
     targeting: list[dict[str, Any]] = Field(
         default_factory=list, json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}}
     )

@@ -20,7 +20,9 @@ def test_there_are_at_least_twenty_invalid_manifests() -> None:
 def test_the_sample_is_accepted_and_defaulted(cluster: Cluster, namespace: str) -> None:
     sample = yaml.safe_dump(load_sample("flat-to-hierarchical"))
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=sample)
-    stored = json.loads(cluster.kubectl("get", "h9m", "flat-to-hierarchical", "-n", namespace, "-o", "json").stdout)
+    stored = json.loads(
+        cluster.kubectl("get", "h9m", "flat-to-hierarchical", "-n", namespace, "-o", "json").stdout
+    )
     spec = stored["spec"]
     # Defaults from the schema are applied by the API server, nested ones included.
     assert spec["phases"]["full"] == {"flatStandbyReplicas": 1, "minHealthScore": 0.8}
@@ -34,7 +36,9 @@ def test_the_sample_is_accepted_and_defaulted(cluster: Cluster, namespace: str) 
 def test_invalid_manifest_is_rejected_with_a_specific_message(
     cluster: Cluster, namespace: str, case: InvalidCase
 ) -> None:
-    result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump(case.manifest), check=False)
+    result = cluster.kubectl(
+        "create", "-n", namespace, "-f", "-", input=yaml.safe_dump(case.manifest), check=False
+    )
     assert result.returncode != 0, f"{case.name} was accepted"
     assert case.expect in result.stderr, f"{case.name}: expected {case.expect!r} in:\n{result.stderr}"
     # Rejected at admission: nothing was stored, so the operator can never see it.

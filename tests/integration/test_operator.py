@@ -32,14 +32,16 @@ def apply_sample(cluster: Cluster, namespace: str, **spec: Any) -> None:
 
 
 def events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    out = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}",
-                          "-o", "json").stdout
+    out = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={NAME}", "-o", "json"
+    ).stdout
     return list(json.loads(out)["items"])
 
 
 def wait_for(cluster: Cluster, namespace: str, type_: str, status: str = "True") -> None:
-    cluster.kubectl("wait", f"--for=condition={type_}={status}", "--timeout=30s", "h9m", NAME, "-n", namespace,
-                    timeout=40)
+    cluster.kubectl(
+        "wait", f"--for=condition={type_}={status}", "--timeout=30s", "h9m", NAME, "-n", namespace, timeout=40
+    )
 
 
 def test_missing_references_stall_with_a_reason_and_an_event(
@@ -54,7 +56,13 @@ def test_missing_references_stall_with_a_reason_and_an_event(
         assert missing in stalled["message"]
     assert (ready["status"], condition(obj, "Reconciling")["status"]) == ("False", "False")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
-    assert {c["type"] for c in obj["status"]["conditions"]} == {"Ready", "Reconciling", "Stalled", "Degraded", "Paused"}
+    assert {c["type"] for c in obj["status"]["conditions"]} == {
+        "Ready",
+        "Reconciling",
+        "Stalled",
+        "Degraded",
+        "Paused",
+    }
     for c in obj["status"]["conditions"]:
         assert set(c) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
     warning = wait_until(
@@ -64,7 +72,9 @@ def test_missing_references_stall_with_a_reason_and_an_event(
     assert f"Service {namespace}/hal9-flat" in warning[0]["message"]
 
 
-def test_creating_the_workloads_makes_it_ready(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+def test_creating_the_workloads_makes_it_ready(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
     apply_sample(cluster, namespace)
     wait_for(cluster, namespace, "Stalled")
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
@@ -72,10 +82,14 @@ def test_creating_the_workloads_makes_it_ready(cluster: Cluster, namespace: str,
     obj = get(cluster, namespace)
     assert condition(obj, "Stalled")["status"] == "False"
     assert condition(obj, "Ready")["reason"] == "ReferencesResolved"
-    assert any(e["reason"] == "ReferencesResolved" and e["type"] == "Normal" for e in events(cluster, namespace))
+    assert any(
+        e["reason"] == "ReferencesResolved" and e["type"] == "Normal" for e in events(cluster, namespace)
+    )
 
 
-def test_status_holds_no_kopf_bookkeeping(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+def test_status_holds_no_kopf_bookkeeping(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
     apply_sample(cluster, namespace)
     wait_for(cluster, namespace, "Ready")

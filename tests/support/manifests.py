@@ -54,7 +54,11 @@ def invalid_cases() -> list[InvalidCase]:
 
 def workloads() -> str:
     """The sample HAL9 Deployments and Services, without their Namespace, for ``kubectl apply -n``."""
-    docs = [d for d in yaml.safe_load_all((SAMPLES / "hal9-workloads.yaml").read_text()) if d["kind"] != "Namespace"]
+    docs = [
+        d
+        for d in yaml.safe_load_all((SAMPLES / "hal9-workloads.yaml").read_text())
+        if d["kind"] != "Namespace"
+    ]
     for doc in docs:
         doc["metadata"].pop("namespace", None)
     return yaml.safe_dump_all(docs)

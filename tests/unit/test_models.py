@@ -50,8 +50,12 @@ def test_invalid_manifest_is_refused_by_the_model(case) -> None:  # type: ignore
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30s", timedelta(seconds=30)), ("1h30m", timedelta(minutes=90)), ("7d", timedelta(days=7)),
-     ("250ms", timedelta(milliseconds=250))],
+    [
+        ("30s", timedelta(seconds=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("7d", timedelta(days=7)),
+        ("250ms", timedelta(milliseconds=250)),
+    ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

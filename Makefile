@@ -1,0 +1,50 @@
+# Two commands matter on a new machine: `make demo` (the main job) and `make test` (everything CI runs).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit integration e2e lint crd controlplane venv clean
+
+demo: venv controlplane
+	bash hack/demo.sh
+
+test: venv controlplane lint
+	$(VENV)/bin/pytest tests
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+integration: venv controlplane
+	$(VENV)/bin/pytest tests/integration
+
+# e2e/run.sh against a fresh local control plane (for kind: KUBECONFIG=... bash e2e/run.sh).
+e2e: venv controlplane
+	bash hack/with-local-cluster.sh bash e2e/run.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# Regenerate the CRD from the models (a unit test fails when the committed copies drift).
+crd: venv
+	$(VENV)/bin/hal9-migration crd -o crds/hal9migrations.migration.hal9.ai.yaml
+	cp crds/hal9migrations.migration.hal9.ai.yaml charts/hal9-migration-operator/crds/
+
+# etcd, kube-apiserver, kube-controller-manager and kubectl, built from their Go modules into
+# ~/.cache/hal9-migration (reused when present).
+controlplane:
+	bash hack/build-controlplane.sh >/dev/null
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

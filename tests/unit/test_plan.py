@@ -1,0 +1,119 @@
+"""The decision core: the same spec and world always give the same status; bad input never crashes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hal9_migration import plan
+from hal9_migration.models import Hal9MigrationStatus
+from tests.support.manifests import load_sample
+
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+SPEC = load_sample("flat-to-hierarchical")["spec"]
+
+
+def conditions_of(decision: plan.Decision) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in decision.status["conditions"]}
+
+
+def run(
+    raw: Any,
+    missing: tuple[str, ...] = (),
+    status: dict[str, Any] | None = None,
+    generation: int = 1,
+    now: datetime = T0,
+) -> plan.Decision:
+    return plan.decide(
+        plan.parse_spec(raw), generation, plan.load_status(status), plan.Observed(missing), now
+    )
+
+
+def test_missing_references_stall() -> None:
+    decision = run(SPEC, missing=("Service ns/hal9-flat",))
+    assert conditions_of(decision) == {
+        "Ready": ("False", "ReferenceNotFound"),
+        "Reconciling": ("False", "ReferenceNotFound"),
+        "Stalled": ("True", "ReferenceNotFound"),
+        "Degraded": ("False", "NoAnalysis"),
+        "Paused": ("False", "NotPaused"),
+    }
+    assert decision.status["observedGeneration"] == 1
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "ReferenceNotFound")]
+    assert "Service ns/hal9-flat" in decision.events[0].message
+
+
+def test_resolved_references_are_ready() -> None:
+    decision = run(SPEC)
+    assert conditions_of(decision)["Ready"] == ("True", "ReferencesResolved")
+    assert conditions_of(decision)["Stalled"] == ("False", "ReferencesResolved")
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", "ReferencesResolved")]
+
+
+def test_paused_spec_says_so() -> None:
+    decision = run({**SPEC, "paused": True})
+    assert conditions_of(decision)["Paused"] == ("True", "PausedBySpec")
+    assert ("Normal", "Paused") in [(e.type, e.reason) for e in decision.events]
+
+
+def test_a_second_identical_pass_changes_nothing_and_announces_nothing() -> None:
+    first = run(SPEC)
+    second = run(SPEC, status=first.status, now=T0 + timedelta(hours=1))
+    assert not second.changed
+    assert second.status == first.status
+    assert second.events == []
+
+
+def test_a_new_generation_is_a_change_even_if_conditions_agree() -> None:
+    first = run(SPEC)
+    second = run(SPEC, status=first.status, generation=2)
+    assert second.changed and second.status["observedGeneration"] == 2
+
+
+def test_invalid_spec_stalls_with_the_fields_named() -> None:
+    decision = run({**SPEC, "trafficSplit": 60, "trafficRouter": {}})
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidSpec")
+    assert "spec.trafficRouter" in stalled["message"]
+    assert "set exactly one traffic router" in stalled["message"]
+
+
+def test_fields_written_by_later_versions_survive_a_pass() -> None:
+    first = run(SPEC, status={"weight": 10, "phase": "Canary", "someFutureField": 1})
+    assert first.status["weight"] == 10 and first.status["phase"] == "Canary"
+
+
+@pytest.mark.parametrize("status", [{"conditions": "garbage"}, {"observedGeneration": "x"}, {"weight": 500}])
+def test_an_unreadable_status_starts_over(status: dict[str, Any]) -> None:
+    decision = run(SPEC, status=status)
+    assert conditions_of(decision)["Ready"] == ("True", "ReferencesResolved")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(spec=json_values, status=json_values)
+def test_any_object_gives_a_decision_never_an_exception(spec: Any, status: Any) -> None:
+    decision = plan.decide(
+        plan.parse_spec(spec),
+        1,
+        plan.load_status(status if isinstance(status, dict) else None),
+        plan.Observed(),
+        T0,
+    )
+    assert decision.status["observedGeneration"] == 1
+    Hal9MigrationStatus.model_validate(decision.status)
+
+
+@given(overrides=st.dictionaries(st.sampled_from(sorted(SPEC)), json_values, max_size=3))
+def test_mangled_sample_specs_never_crash(overrides: dict[str, Any]) -> None:
+    decision = run({**SPEC, **overrides})
+    assert set(conditions_of(decision)) == {"Ready", "Reconciling", "Stalled", "Degraded", "Paused"}
