@@ -38,6 +38,7 @@ class Cluster:
     env: dict[str, str]
     kubectl_path: str
     api: kubernetes.client.ApiClient
+    plane: controlplane.ControlPlane | None  # None on an existing cluster (HAL9_USE_EXISTING_CLUSTER)
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
@@ -61,15 +62,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if controlplane.use_existing_cluster():
         env = dict(os.environ)
         kubectl = shutil.which("kubectl") or pytest.fail("HAL9_USE_EXISTING_CLUSTER needs kubectl on PATH")
-        yield _connect(env, kubectl)
+        yield _connect(env, kubectl, None)
         return
     with controlplane.running(tmp_path_factory.mktemp("controlplane")) as plane:
-        yield _connect(plane.env(), plane.kubectl)
+        yield _connect(plane.env(), plane.kubectl, plane)
 
 
-def _connect(env: dict[str, str], kubectl: str) -> Cluster:
+def _connect(env: dict[str, str], kubectl: str, plane: controlplane.ControlPlane | None) -> Cluster:
     api = kubernetes.config.new_client_from_config(config_file=env.get("KUBECONFIG"))
-    found = Cluster(env=env, kubectl_path=kubectl, api=api)
+    found = Cluster(env=env, kubectl_path=kubectl, api=api, plane=plane)
     for directory in CRD_DIRS:
         found.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
     found.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")

@@ -84,7 +84,8 @@ class ControlPlane:
     bindir: Path
     kubeconfig: Path = field(init=False)
     api_url: str = ""
-    token: str = ""
+    # Static users: "admin" is in system:masters; "restricted" has no rights until a test binds some.
+    tokens: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -168,9 +169,12 @@ class ControlPlane:
             subprocess.run(
                 ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
             )
-        self.token = secrets.token_hex(24)
+        self.tokens = {"admin": secrets.token_hex(24), "restricted": secrets.token_hex(24)}
         tokens = self.workdir / "tokens.csv"
-        tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        tokens.write_text(
+            f'{self.tokens["admin"]},admin,admin,"system:masters"\n'
+            f"{self.tokens['restricted']},restricted,restricted\n"
+        )
         tokens.chmod(0o600)
         self._spawn(
             "kube-apiserver",
@@ -209,6 +213,10 @@ class ControlPlane:
         )
 
     def _write_kubeconfig(self) -> None:
+        self.write_kubeconfig("admin", self.kubeconfig)
+
+    def write_kubeconfig(self, user: str, path: Path) -> Path:
+        """A kubeconfig that authenticates as one of the static ``tokens`` users."""
         # The API server signed its serving certificate with a CA of its own at start and wrote both
         # to apiserver.crt; trusting that file gives clients full TLS verification.
         ca = (self.workdir / "certs" / "apiserver.crt").read_bytes()
@@ -217,12 +225,13 @@ class ControlPlane:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "hal9-local", "cluster": cluster}],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "hal9-local", "context": {"cluster": "hal9-local", "user": "admin"}}],
+            "users": [{"name": user, "user": {"token": self.tokens[user]}}],
+            "contexts": [{"name": "hal9-local", "context": {"cluster": "hal9-local", "user": user}}],
             "current-context": "hal9-local",
         }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        return path
 
     def _wait_ready(self, timeout: float) -> None:
         # Readiness only: the certificate may not be on disk yet, and the token is our own.
@@ -231,7 +240,7 @@ class ControlPlane:
         context.verify_mode = ssl.CERT_NONE
         # S310: the URL is always our own https://127.0.0.1 API server.
         request = urllib.request.Request(  # noqa: S310
-            f"{self.api_url}/readyz", headers={"Authorization": f"Bearer {self.token}"}
+            f"{self.api_url}/readyz", headers={"Authorization": f"Bearer {self.tokens['admin']}"}
         )
         deadline = time.monotonic() + timeout
         last = ""

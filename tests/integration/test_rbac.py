@@ -1,0 +1,73 @@
+"""The chart's ClusterRole is enough for the operator, and nothing more is assumed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import Cluster, OperatorProcess
+from tests.integration.test_operator import apply_sample, condition, events, get, wait_for
+from tests.support.manifests import ROOT, workloads
+
+RULES = ROOT / "charts" / "hal9-migration-operator" / "files" / "rbac-rules.yaml"
+ROLE = "hal9-migration-operator-under-test"
+
+
+@pytest.fixture
+def restricted_operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    if cluster.plane is None:
+        pytest.skip("needs the local control plane's static 'restricted' user")
+    kubeconfig = cluster.plane.write_kubeconfig("restricted", tmp_path / "restricted.kubeconfig")
+    process = OperatorProcess({**cluster.env, "KUBECONFIG": str(kubeconfig)}, namespace, tmp_path)
+    yield process
+    process.stop()
+    cluster.kubectl("delete", "clusterrolebinding,clusterrole", ROLE, "--ignore-not-found")
+
+
+def grant_chart_rules(cluster: Cluster) -> None:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": ROLE},
+        "rules": yaml.safe_load(RULES.read_text()),
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": ROLE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
+        "subjects": [{"kind": "User", "name": "restricted", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+
+
+def test_the_operator_works_with_exactly_the_charts_rules(
+    cluster: Cluster, namespace: str, restricted_operator: OperatorProcess
+) -> None:
+    can_i = [
+        "auth",
+        "can-i",
+        "patch",
+        "hal9migrations.migration.hal9.ai/status",
+        "-n",
+        namespace,
+        "--as=restricted",
+    ]
+    assert cluster.kubectl(*can_i, check=False).stdout.strip() == "no"
+    grant_chart_rules(cluster)
+    assert cluster.kubectl(*can_i, check=False).stdout.strip() == "yes"
+
+    restricted_operator.start()
+    apply_sample(cluster, namespace)
+    wait_for(cluster, namespace, "Stalled")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
+    wait_for(cluster, namespace, "Ready")
+    assert condition(get(cluster, namespace), "Ready")["reason"] == "ReferencesResolved"
+    assert {"ReferenceNotFound", "ReferencesResolved"} <= {e["reason"] for e in events(cluster, namespace)}
+    logs = restricted_operator.logs()
+    assert "Forbidden" not in logs and "403" not in logs, logs
+    assert json.loads(cluster.kubectl("get", "h9m", "-n", namespace, "-o", "json").stdout)["items"]
