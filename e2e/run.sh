@@ -14,7 +14,8 @@ kubectl apply -f e2e/samples/hal9-workloads.yaml
 
 HAL9_RECHECK_SECONDS=2 "${VENV:-.venv}/bin/hal9-migration" run --namespace "$NS" >"$log" 2>&1 &
 operator=$!
-trap 'kill $operator 2>/dev/null || true; kubectl delete -n $NS h9m --all --wait=false >/dev/null 2>&1 || true' EXIT
+# Delete the migrations while the operator runs: it removes its finalizer from each.
+trap 'kubectl delete -n $NS h9m --all --timeout=30s >/dev/null 2>&1 || true; kill $operator 2>/dev/null || true' EXIT
 
 kubectl apply -f e2e/samples/flat-to-hierarchical.yaml -f e2e/samples/missing-references.yaml
 kubectl wait -n "$NS" --for=condition=Ready h9m/flat-to-hierarchical --timeout=60s

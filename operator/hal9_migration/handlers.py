@@ -7,7 +7,6 @@ last-handled configuration live in annotations under the project's own prefix.
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 from typing import Any
 
@@ -28,7 +27,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.posting.level = logging.INFO
+    # Timers need a finalizer (kopf stops them before the object goes); name it after the project.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
     kube.load_config()
 
 

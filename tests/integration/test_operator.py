@@ -99,6 +99,14 @@ def test_status_holds_no_kopf_bookkeeping(
     assert set(obj["status"]) <= fields
     assert "kopf" not in obj["status"]
     assert "migration.hal9.ai/last-handled-configuration" in obj["metadata"]["annotations"]
+    assert obj["metadata"]["finalizers"] == ["migration.hal9.ai/finalizer"]
+
+
+def test_deleting_a_migration_completes(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    apply_sample(cluster, namespace)
+    wait_for(cluster, namespace, "Stalled")
+    cluster.kubectl("delete", "h9m", NAME, "-n", namespace, "--timeout=20s")
+    assert cluster.kubectl("get", "h9m", "-n", namespace, "-o", "name").stdout.strip() == ""
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["deleted", "killed"])

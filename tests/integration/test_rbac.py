@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import Cluster, OperatorProcess
+from tests.integration.conftest import Cluster, OperatorProcess, stop_operator
 from tests.integration.test_operator import apply_sample, condition, events, get, wait_for
 from tests.support.manifests import ROOT, workloads
 
@@ -24,7 +24,7 @@ def restricted_operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Ite
     kubeconfig = cluster.plane.write_kubeconfig("restricted", tmp_path / "restricted.kubeconfig")
     process = OperatorProcess({**cluster.env, "KUBECONFIG": str(kubeconfig)}, namespace, tmp_path)
     yield process
-    process.stop()
+    stop_operator(cluster, process)
     cluster.kubectl("delete", "clusterrolebinding,clusterrole", ROLE, "--ignore-not-found")
 
 
