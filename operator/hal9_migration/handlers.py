@@ -29,6 +29,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     # Timers need a finalizer (kopf stops them before the object goes); name it after the project.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # A deletion that arrives while a recheck pass runs in its thread waits for that pass to end.
+    # kopf's defaults then look again only after 60 s, so a `kubectl delete` could hang for a minute.
+    settings.background.instant_exit_timeout = 1.0
+    settings.background.cancellation_polling = 2.0
     kube.load_config()
 
 
@@ -73,7 +77,9 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     logger.info(
-        "reconciled generation %s: %s%s",
+        "reconciled %s/%s generation %s: %s%s",
+        namespace,
+        body.metadata.name,
         generation,
         decision.summary,
         "" if decision.changed else " (no change)",

@@ -11,6 +11,10 @@ from collections.abc import Iterable
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+# (connect, read) seconds: a stalled connection must fail the pass (kopf retries it), never hang a
+# handler thread, which would also hold up deletion (kopf stops timers before removing its finalizer).
+REQUEST_TIMEOUT = (5, 30)
+
 
 def load_config() -> None:
     """In a pod: the ServiceAccount. Elsewhere: ``$KUBECONFIG`` or ``~/.kube/config``."""
@@ -28,7 +32,7 @@ def missing(namespace: str, references: Iterable[tuple[str, str]]) -> list[str]:
     absent = []
     for kind, name in references:
         try:
-            readers[kind](name, namespace)
+            readers[kind](name, namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as error:
             if error.status != 404:
                 raise

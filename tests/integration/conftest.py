@@ -132,9 +132,11 @@ def operator(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Opera
 def stop_operator(cluster: Cluster, process: OperatorProcess) -> None:
     """Delete the test's migrations while the operator still runs (it removes its finalizer, so the
     namespace can go too), then stop it; a traceback in its log fails the test."""
-    if process.proc is not None and process.proc.poll() is None:
-        cluster.kubectl("delete", "h9m", "--all", "-n", process.namespace, "--timeout=30s")
-    process.stop()
+    try:
+        if process.proc is not None and process.proc.poll() is None:
+            cluster.kubectl("delete", "h9m", "--all", "-n", process.namespace, "--timeout=30s")
+    finally:
+        process.stop()
     assert "Traceback" not in process.logs(), process.logs()
 
 

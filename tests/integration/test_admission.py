@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.integration.conftest import Cluster
+from tests.integration.conftest import Cluster, OperatorProcess
 from tests.support.manifests import InvalidCase, invalid_cases, load_sample
 
 CASES = invalid_cases()
@@ -53,3 +53,22 @@ def test_workload_references_are_immutable(cluster: Cluster, namespace: str) -> 
     result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest), check=False)
     assert result.returncode != 0
     assert "hierarchical is immutable: create a new Hal9Migration instead" in result.stderr
+
+
+def test_rejected_manifests_never_reach_a_running_operator(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    operator.wait_for_log("Initial authentication has finished")
+    for case in CASES:
+        result = cluster.kubectl(
+            "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(case.manifest), check=False
+        )
+        assert result.returncode != 0, case.name
+    # A valid object afterwards proves the operator was watching all along.
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(load_sample("flat-to-hierarchical"))
+    )
+    operator.wait_for_log(f"reconciled {namespace}/flat-to-hierarchical generation 1")
+    assert "invalid-" not in operator.logs()
+    seen = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    assert {e["involvedObject"]["name"] for e in seen} == {"flat-to-hierarchical"}

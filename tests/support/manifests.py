@@ -15,8 +15,9 @@ INVALID = ROOT / "tests" / "data" / "invalid-manifests.yaml"
 
 
 def load_sample(name: str) -> dict[str, Any]:
-    """The first document of ``e2e/samples/<name>.yaml``, without its namespace (tests choose one)."""
-    manifest = dict(yaml.safe_load((SAMPLES / f"{name}.yaml").read_text()))
+    """The Hal9Migration in ``e2e/samples/<name>.yaml``, without its namespace (tests choose one)."""
+    docs = yaml.safe_load_all((SAMPLES / f"{name}.yaml").read_text())
+    manifest = dict(next(d for d in docs if d["kind"] == "Hal9Migration"))
     manifest["metadata"].pop("namespace", None)
     return manifest
 
