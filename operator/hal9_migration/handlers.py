@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 from typing import Any
 
 import kopf
@@ -33,6 +34,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf's defaults then look again only after 60 s, so a `kubectl delete` could hang for a minute.
     settings.background.instant_exit_timeout = 1.0
     settings.background.cancellation_polling = 2.0
+    # Events say who wrote them (the "From" column of `kubectl describe`).
+    settings.posting.reporting_component = "hal9-migration-operator"
+    settings.posting.reporting_instance = socket.gethostname()
     kube.load_config()
 
 

@@ -88,9 +88,10 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 class OperatorProcess:
     """``hal9-migration run`` as a real process, the way the Deployment runs it."""
 
-    def __init__(self, env: dict[str, str], namespace: str, log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], namespace: str, log_dir: Path, namespaced: bool = True) -> None:
         self.env = {**env, "HAL9_RECHECK_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
-        self.namespace = namespace
+        self.namespace = namespace  # where the test's objects live
+        self.namespaced = namespaced  # False: watch every namespace, as `hal9-migration run` does by default
         self.log_dir = log_dir
         self.runs = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -101,7 +102,9 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.runs += 1
-        command = [sys.executable, "-m", "hal9_migration.cli", "run", "--namespace", self.namespace]
+        command = [sys.executable, "-m", "hal9_migration.cli", "run"]
+        if self.namespaced:
+            command += ["--namespace", self.namespace]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from hal9_migration.models import Hal9MigrationStatus
-from tests.integration.conftest import Cluster, OperatorProcess, wait_until
+from tests.integration.conftest import Cluster, OperatorProcess, stop_operator, wait_until
 from tests.support.manifests import load_sample, workloads
 
 NAME = "flat-to-hierarchical"
@@ -69,6 +70,7 @@ def test_missing_references_stall_with_a_reason_and_an_event(
         lambda: [e for e in events(cluster, namespace) if e["reason"] == "ReferenceNotFound"], 10, "an Event"
     )
     assert warning[0]["type"] == "Warning"
+    assert warning[0]["source"]["component"] == "hal9-migration-operator"
     assert f"Service {namespace}/hal9-flat" in warning[0]["message"]
 
 
@@ -154,3 +156,16 @@ def test_printer_columns(cluster: Cluster, namespace: str, operator: OperatorPro
     wide_header, wide_row = cluster.kubectl("get", "h9m", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide_header.split()[-1] == "MESSAGE"
     assert "phase progression is not implemented" in wide_row
+
+
+def test_without_namespace_flags_it_watches_every_namespace(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    clusterwide = OperatorProcess(cluster.env, namespace, tmp_path, namespaced=False)
+    clusterwide.start()
+    try:
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
+        apply_sample(cluster, namespace)
+        wait_for(cluster, namespace, "Ready")
+    finally:
+        stop_operator(cluster, clusterwide)
