@@ -14,6 +14,7 @@ import re
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
@@ -55,20 +56,20 @@ def k8s(*rules: dict[str, str], **schema: Any) -> dict[str, Any]:
 
 # --- durations -------------------------------------------------------------------------------------
 
-_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
-_DURATION_RE = r"^([0-9]+(ms|s|m|h|d))+$"
+# At most six digits a part keeps every accepted duration far inside what timedelta can hold.
+_DURATION_PART = re.compile(r"([0-9]{1,6})(ms|s|m|h|d)")
+_DURATION_RE = r"^([0-9]{1,6}(ms|s|m|h|d))+$"
+_DURATION_MESSAGE = "must be a positive duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``30s``, ``5m``, ``1h30m``, ``7d``; reject anything else, including zero and negatives."""
     if not re.fullmatch(_DURATION_RE, text):
-        raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d"
-        )
+        raise ValueError(f"{_DURATION_MESSAGE}; got {text!r}")
     seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
     if seconds <= 0:
-        raise ValueError(f"{text!r} is not a positive duration")
+        raise ValueError(f"{_DURATION_MESSAGE}; got {text!r}")
     return timedelta(seconds=seconds)
 
 
@@ -82,12 +83,7 @@ Duration = Annotated[
     AfterValidator(_check_duration),
     Field(
         max_length=32,
-        json_schema_extra=k8s(
-            cel(
-                f"self.matches('{_DURATION_RE}') && self.matches('[1-9]')",
-                "must be a positive duration: a number and a unit (ms, s, m, h, d), e.g. 30s, 1h30m, 7d",
-            )
-        ),
+        json_schema_extra=k8s(cel(f"self.matches('{_DURATION_RE}') && self.matches('[1-9]')", _DURATION_MESSAGE)),
     ),
 ]
 
@@ -163,7 +159,7 @@ class CanaryPhase(Model):
     """Phase 2: real traffic shifts to hierarchical in steps."""
 
     steps: Steps = Field(
-        default_factory=lambda: [1, 5, 10, 25], description="Hierarchical weights, in order."
+        default=[1, 5, 10, 25], description="Hierarchical weights, in order."
     )
     step_duration: Duration = Field("1d", description="How long each step must stay healthy.")
     max_error_rate: Ratio = Field(0.001, description="Gate: hierarchical error rate below this.")
@@ -173,7 +169,7 @@ class CanaryPhase(Model):
 class RampUpPhase(Model):
     """Phase 4: traffic shifts further, after state migration."""
 
-    steps: Steps = Field(default_factory=lambda: [50, 75, 90], description="Hierarchical weights, in order.")
+    steps: Steps = Field(default=[50, 75, 90], description="Hierarchical weights, in order.")
     step_duration: Duration = Field("1d", description="How long each step must stay healthy.")
     stable_for: Duration = Field("1h", description="Gate: all checks pass for this long.")
     max_cpu_percent: Percent = Field(60, description="Gate: hierarchical CPU use below this.")
@@ -286,6 +282,11 @@ class IstioRouter(Model):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
+    @model_validator(mode="after")
+    def _unique_routes(self) -> IstioRouter:
+        _require_unique(self.routes, "istio.routes")
+        return self
+
 
 class GatewayAPIRouter(Model):
     http_route: DNS1123Subdomain = Field(
@@ -320,22 +321,26 @@ class TrafficRouter(Model):
         return self
 
 
+_URL_MESSAGE = "must be an http:// or https:// URL with a host, e.g. http://prometheus.monitoring:9090"
+
+
 class PrometheusProvider(Model):
     address: str = Field(
         max_length=2048,
         description="Base URL of the Prometheus HTTP API.",
         json_schema_extra=k8s(
             cel(
-                "isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",
-                "must be an http:// or https:// URL",
+                "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHost() != ''",
+                _URL_MESSAGE,
             )
         ),
     )
 
     @model_validator(mode="after")
     def _http_url(self) -> PrometheusProvider:
-        if not re.match(r"^https?://[^\s/]+", self.address):
-            raise ValueError("must be an http:// or https:// URL")
+        parts = urlsplit(self.address)
+        if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", self.address):
+            raise ValueError(_URL_MESSAGE)
         return self
 
 
@@ -400,12 +405,25 @@ class DatabaseRef(Model):
     url_secret_ref: SecretKeyRef
 
 
+_DISTINCT_DATABASES = "source and target must be different databases (they name the same Secret key)"
+
+
 class StateMigration(Model):
+    model_config = ConfigDict(
+        json_schema_extra=k8s(cel("self.source.urlSecretRef != self.target.urlSecretRef", _DISTINCT_DATABASES))
+    )
+
     image: str = Field(min_length=1, max_length=1024, description="Image that runs the migration worker.")
     source: DatabaseRef
     target: DatabaseRef
     batch_size: StrictInt = Field(1000, ge=1, le=100_000)
     workers: StrictInt = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _distinct_databases(self) -> StateMigration:
+        if self.source.url_secret_ref == self.target.url_secret_ref:
+            raise ValueError(_DISTINCT_DATABASES)
+        return self
 
 
 class RollbackStrategy(StrEnum):
@@ -461,6 +479,7 @@ class Rollback(Model):
 
 
 _PHASES_AFTER_STATE = "['StateMigration', 'RampUp', 'Full']"
+_DISTINCT_WORKLOADS = "flat and hierarchical must name different Services and different Deployments"
 _LAST_CANARY = "self.phases.canary.steps[size(self.phases.canary.steps) - 1]"
 _LAST_RAMP_UP = "self.phases.rampUp.steps[size(self.phases.rampUp.steps) - 1]"
 # One rule per phase, so the rejection names the range that applies (traffic_split_range() in Python).
@@ -498,6 +517,11 @@ class Hal9MigrationSpec(Model):
     model_config = ConfigDict(
         json_schema_extra=k8s(
             *_TRAFFIC_SPLIT_RULES,
+            cel(
+                "self.flat.service != self.hierarchical.service "
+                "&& self.flat.deployment != self.hierarchical.deployment",
+                _DISTINCT_WORKLOADS,
+            ),
             cel(
                 f"!(self.targetPhase in {_PHASES_AFTER_STATE}) || has(self.stateMigration)",
                 "stateMigration is required when targetPhase is StateMigration, RampUp or Full",
@@ -538,6 +562,8 @@ class Hal9MigrationSpec(Model):
     @model_validator(mode="after")
     def _cross_field(self) -> Hal9MigrationSpec:
         _require_unique([t.name for t in self.targeting], "targeting")
+        if self.flat.service == self.hierarchical.service or self.flat.deployment == self.hierarchical.deployment:
+            raise ValueError(_DISTINCT_WORKLOADS)
         low, high = traffic_split_range(self.target_phase, self.phases)
         if self.traffic_split is not None and not low <= self.traffic_split <= high:
             raise ValueError(
@@ -572,7 +598,6 @@ def _require_unique(values: list[Any], where: str) -> None:
 
 # --- status ------------------------------------------------------------------------------------------
 
-ConditionType = Literal["Ready", "Reconciling", "Stalled", "Degraded", "Paused"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 

@@ -12,6 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "e2e" / "samples"
 INVALID = ROOT / "tests" / "data" / "invalid-manifests.yaml"
+API_VERSION = "migration.hal9.ai/v1alpha1"
 
 
 def load_sample(name: str) -> dict[str, Any]:
@@ -39,7 +40,8 @@ def merge(base: Any, overlay: Any) -> Any:
 class InvalidCase:
     name: str
     manifest: dict[str, Any]
-    expect: str
+    expect: str  # in the API server's rejection
+    model: str  # in the operator's InvalidSpec message
 
 
 def invalid_cases() -> list[InvalidCase]:
@@ -49,7 +51,7 @@ def invalid_cases() -> list[InvalidCase]:
         manifest = copy.deepcopy(base)
         manifest["metadata"] = {"name": f"invalid-{entry['name']}"}
         manifest["spec"] = merge(base["spec"], entry["spec"])
-        cases.append(InvalidCase(entry["name"], manifest, entry["expect"]))
+        cases.append(InvalidCase(entry["name"], manifest, entry["expect"], entry["model"]))
     return cases
 
 
@@ -63,3 +65,15 @@ def workloads() -> str:
     for doc in docs:
         doc["metadata"].pop("namespace", None)
     return yaml.safe_dump_all(docs)
+
+
+VALID = ROOT / "tests" / "data" / "valid-manifests.yaml"
+
+
+def valid_cases() -> list[tuple[str, dict[str, Any]]]:
+    """(name, manifest) for each spec that must be accepted."""
+    return [
+        (entry["name"], {"apiVersion": API_VERSION, "kind": "Hal9Migration", "metadata": {"name": entry["name"]},
+                         "spec": entry["spec"]})
+        for entry in yaml.safe_load(VALID.read_text())
+    ]

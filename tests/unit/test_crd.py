@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, get_args
+
+from pydantic import BaseModel, TypeAdapter
+from pydantic_core import PydanticUndefined
 
 from hal9_migration.crd import build_crd
+from hal9_migration.models import Hal9MigrationSpec
 
 FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "patternProperties", "title", "$defs", "const"}
 
@@ -68,3 +73,41 @@ def test_conditions_are_a_list_map_keyed_by_type() -> None:
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
     assert set(conditions["items"]["required"]) == {"type", "status", "reason", "lastTransitionTime"}
+
+
+def _fields_with_defaults(model: type[BaseModel], path: str) -> Iterator[tuple[str, Any]]:
+    """(path, default) for every spec field with a default; a nested model's default is ``{}``."""
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        nested = _model_of(field.annotation)
+        if nested is not None:
+            yield from _fields_with_defaults(nested, f"{path}.{alias}")
+        if field.default is PydanticUndefined and field.default_factory is None:
+            continue
+        default = field.get_default(call_default_factory=True)
+        if default is None or default == []:
+            continue  # absent and empty need no schema default
+        yield f"{path}.{alias}", {} if nested is not None else TypeAdapter(Any).dump_python(default, mode="json")
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _schema_at(path: str) -> dict[str, Any]:
+    node = schema()["properties"]["spec"]
+    for part in path.split(".")[1:]:
+        node = node.get("properties", {}).get(part) or node["items"]["properties"][part]
+    return dict(node)
+
+
+def test_every_model_default_is_the_schema_default() -> None:
+    # The API server applies schema defaults before CEL rules read them; a default only pydantic
+    # knows would make the API server refuse (or judge differently) what the operator accepts.
+    checked = list(_fields_with_defaults(Hal9MigrationSpec, "spec"))
+    assert len(checked) > 30
+    for path, default in checked:
+        assert _schema_at(path).get("default") == default, path

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from hal9_migration.models import Hal9MigrationSpec, Phase, parse_duration, traffic_split_range
-from tests.support.manifests import invalid_cases, load_sample
+from hal9_migration.plan import describe
+from tests.support.manifests import InvalidCase, invalid_cases, load_sample, valid_cases
 
 MINIMAL = {
     "flat": {"service": "hal9-flat", "deployment": "hal9-flat"},
@@ -43,9 +45,15 @@ def test_sample_round_trips_in_camel_case() -> None:
 
 
 @pytest.mark.parametrize("case", invalid_cases(), ids=lambda c: c.name)
-def test_invalid_manifest_is_refused_by_the_model(case) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ValidationError):
+def test_invalid_manifest_is_refused_by_the_model_for_the_same_reason(case: InvalidCase) -> None:
+    with pytest.raises(ValidationError) as refused:
         Hal9MigrationSpec.model_validate(case.manifest["spec"])
+    assert case.model in describe(refused.value)
+
+
+@pytest.mark.parametrize(("name", "manifest"), valid_cases(), ids=[name for name, _ in valid_cases()])
+def test_valid_manifest_is_accepted_by_the_model(name: str, manifest: dict[str, Any]) -> None:
+    Hal9MigrationSpec.model_validate(manifest["spec"])
 
 
 @pytest.mark.parametrize(
@@ -61,7 +69,7 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "0s", "-5m", "5", "1 day", "2w", "1.5h", "m5"])
+@pytest.mark.parametrize("text", ["", "0s", "-5m", "5", "1 day", "2w", "1.5h", "m5", "1000000000d", "0h0m"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
