@@ -83,7 +83,9 @@ Duration = Annotated[
     AfterValidator(_check_duration),
     Field(
         max_length=32,
-        json_schema_extra=k8s(cel(f"self.matches('{_DURATION_RE}') && self.matches('[1-9]')", _DURATION_MESSAGE)),
+        json_schema_extra=k8s(
+            cel(f"self.matches('{_DURATION_RE}') && self.matches('[1-9]')", _DURATION_MESSAGE)
+        ),
     ),
 ]
 
@@ -158,9 +160,7 @@ class ShadowPhase(Model):
 class CanaryPhase(Model):
     """Phase 2: real traffic shifts to hierarchical in steps."""
 
-    steps: Steps = Field(
-        default=[1, 5, 10, 25], description="Hierarchical weights, in order."
-    )
+    steps: Steps = Field(default=[1, 5, 10, 25], description="Hierarchical weights, in order.")
     step_duration: Duration = Field("1d", description="How long each step must stay healthy.")
     max_error_rate: Ratio = Field(0.001, description="Gate: hierarchical error rate below this.")
     max_p99_ms: float = Field(100, gt=0, alias="maxP99Ms", description="Gate: hierarchical p99 latency (ms).")
@@ -410,7 +410,13 @@ _DISTINCT_DATABASES = "source and target must be different databases (they name 
 
 class StateMigration(Model):
     model_config = ConfigDict(
-        json_schema_extra=k8s(cel("self.source.urlSecretRef != self.target.urlSecretRef", _DISTINCT_DATABASES))
+        json_schema_extra=k8s(
+            cel(
+                "self.source.urlSecretRef.name != self.target.urlSecretRef.name "
+                "|| self.source.urlSecretRef.key != self.target.urlSecretRef.key",
+                _DISTINCT_DATABASES,
+            )
+        )
     )
 
     image: str = Field(min_length=1, max_length=1024, description="Image that runs the migration worker.")
@@ -562,7 +568,10 @@ class Hal9MigrationSpec(Model):
     @model_validator(mode="after")
     def _cross_field(self) -> Hal9MigrationSpec:
         _require_unique([t.name for t in self.targeting], "targeting")
-        if self.flat.service == self.hierarchical.service or self.flat.deployment == self.hierarchical.deployment:
+        if (
+            self.flat.service == self.hierarchical.service
+            or self.flat.deployment == self.hierarchical.deployment
+        ):
             raise ValueError(_DISTINCT_WORKLOADS)
         low, high = traffic_split_range(self.target_phase, self.phases)
         if self.traffic_split is not None and not low <= self.traffic_split <= high:

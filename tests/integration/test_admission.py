@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.integration.conftest import Cluster, OperatorProcess
-from tests.support.manifests import InvalidCase, invalid_cases, load_sample
+from hal9_migration.models import Hal9MigrationSpec
+from tests.support.manifests import InvalidCase, invalid_cases, load_sample, valid_cases
 
 CASES = invalid_cases()
 
@@ -30,6 +32,16 @@ def test_the_sample_is_accepted_and_defaulted(cluster: Cluster, namespace: str) 
     assert spec["rollback"]["maxErrorRate"] == 0.05
     assert spec["analysis"]["inconclusive"] == "Pause"
     assert spec["paused"] is False
+
+
+@pytest.mark.parametrize(("name", "manifest"), valid_cases(), ids=[name for name, _ in valid_cases()])
+def test_valid_manifest_is_accepted_and_defaulted_as_the_models_default(
+    cluster: Cluster, namespace: str, name: str, manifest: dict[str, Any]
+) -> None:
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+    stored = json.loads(cluster.kubectl("get", "h9m", name, "-n", namespace, "-o", "json").stdout)["spec"]
+    assert stored != manifest["spec"]  # the API server filled defaults in
+    assert Hal9MigrationSpec.model_validate(stored) == Hal9MigrationSpec.model_validate(manifest["spec"])
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -73,7 +73,14 @@ VALID = ROOT / "tests" / "data" / "valid-manifests.yaml"
 def valid_cases() -> list[tuple[str, dict[str, Any]]]:
     """(name, manifest) for each spec that must be accepted."""
     return [
-        (entry["name"], {"apiVersion": API_VERSION, "kind": "Hal9Migration", "metadata": {"name": entry["name"]},
-                         "spec": entry["spec"]})
+        (
+            entry["name"],
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Hal9Migration",
+                "metadata": {"name": entry["name"]},
+                "spec": entry["spec"],
+            },
+        )
         for entry in yaml.safe_load(VALID.read_text())
     ]

@@ -87,7 +87,10 @@ def _fields_with_defaults(model: type[BaseModel], path: str) -> Iterator[tuple[s
         default = field.get_default(call_default_factory=True)
         if default is None or default == []:
             continue  # absent and empty need no schema default
-        yield f"{path}.{alias}", {} if nested is not None else TypeAdapter(Any).dump_python(default, mode="json")
+        yield (
+            f"{path}.{alias}",
+            {} if nested is not None else TypeAdapter(Any).dump_python(default, mode="json"),
+        )
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
