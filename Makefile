@@ -34,9 +34,12 @@ crd: venv
 	cp crds/hal9migrations.migration.hal9.ai.yaml charts/hal9-migration-operator/crds/
 
 # etcd, kube-apiserver, kube-controller-manager and kubectl, built from their Go modules into
-# ~/.cache/hal9-migration (reused when present).
+# ~/.cache/hal9-migration (reused when present). Not needed with your own envtest binaries
+# (KUBEBUILDER_ASSETS) or an existing cluster (HAL9_USE_EXISTING_CLUSTER=true).
 controlplane:
+ifeq ($(KUBEBUILDER_ASSETS)$(filter true 1 yes,$(HAL9_USE_EXISTING_CLUSTER)),)
 	bash hack/build-controlplane.sh >/dev/null
+endif
 
 venv: $(STAMP)
 

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return _crd(args.output)
     from .testing import controlplane
 
-    return controlplane.main([args.action, str(args.workdir)])
+    return controlplane.serve(args.workdir)
 
 
 def _run(namespaces: list[str], liveness: str | None, verbose: bool) -> int:

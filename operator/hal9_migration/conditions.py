@@ -39,21 +39,17 @@ def apply(
     by_type = {c.type: c for c in current}
     for want in desired:
         old = by_type.get(want.type)
-        flipped = old is None or old.status != want.status
+        flipped = old is not None and old.status != want.status
         by_type[want.type] = Condition(
             type=want.type,
             status=want.status,
             reason=want.reason,
             message=want.message,
-            last_transition_time=timestamp(now) if flipped or old is None else old.last_transition_time,
+            last_transition_time=timestamp(now) if old is None or flipped else old.last_transition_time,
             observed_generation=generation,
         )
     known = [by_type.pop(t) for t in CONDITION_TYPES if t in by_type]
     return known + sorted(by_type.values(), key=lambda c: c.type)
-
-
-def find(conditions: Iterable[Condition], type_: str) -> Condition | None:
-    return next((c for c in conditions if c.type == type_), None)
 
 
 def transitions(before: Iterable[Condition], after: Iterable[Condition]) -> list[Condition]:

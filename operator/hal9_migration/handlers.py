@@ -1,7 +1,10 @@
-"""kopf wiring only: read the object, ask the pure core what to do, act, patch status.
+"""kopf wiring only: read the object, ask the pure core what to do, write status, post Events.
 
-Handlers return nothing, so kopf keeps its own bookkeeping out of ``status``; its progress and
-last-handled configuration live in annotations under the project's own prefix.
+kopf tells us *when* to look (create, update, resume, and a periodic recheck); each pass reads the
+object afresh, so a pass never acts on a body another pass has already moved past. Passes over one
+object are serialised, and the status write is conditional on the resourceVersion read, so two
+writers can never make status go backwards. Handlers return nothing, so kopf keeps its own
+bookkeeping out of ``status``; its progress and last-handled configuration live in annotations.
 """
 
 from __future__ import annotations
@@ -9,7 +12,8 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-from typing import Any
+import threading
+from typing import Any, cast
 
 import kopf
 
@@ -46,45 +50,56 @@ def login(**kwargs: Any) -> Any:
 
 
 @kopf.on.resume(*RESOURCE)
-def on_resume(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-    reconcile(body, patch, logger)
+def on_resume(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(str(namespace), name, memo, logger)  # namespaced resource: always set
 
 
 @kopf.on.create(*RESOURCE)
-def on_create(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-    reconcile(body, patch, logger)
+def on_create(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(str(namespace), name, memo, logger)
 
 
 @kopf.on.update(*RESOURCE, field="spec")
-def on_update(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-    reconcile(body, patch, logger)
+def on_update(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(str(namespace), name, memo, logger)
 
 
 @kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
-def on_timer(body: kopf.Body, logger: kopf.Logger, patch: kopf.Patch, **_: Any) -> None:
-    reconcile(body, patch, logger)
+def on_timer(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    reconcile(str(namespace), name, memo, logger)
 
 
-def reconcile(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
+def reconcile(namespace: str, name: str, memo: Any, logger: kopf.Logger) -> None:
     """One level-based pass: the same object and world always give the same status."""
-    namespace = str(body.metadata.namespace)  # Hal9Migration is namespaced: always set
-    generation = int(body.metadata.get("generation") or 0)
-    spec = plan.parse_spec(dict(body.spec))
-    observed = plan.Observed(
-        missing=kube.missing(namespace, plan.references(spec)) if not isinstance(spec, str) else ()
-    )
-    current = plan.load_status(dict(body.status))
-    decision = plan.decide(spec, generation, current, observed, datetime.datetime.now(datetime.UTC))
-    if decision.changed:
-        for key, value in decision.status.items():
-            patch.status[key] = value
-    for event in decision.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    logger.info(
-        "reconciled %s/%s generation %s: %s%s",
-        namespace,
-        body.metadata.name,
-        generation,
-        decision.summary,
-        "" if decision.changed else " (no change)",
-    )
+    # kopf's memo is per object; the lock keeps the timer and the change handlers from interleaving.
+    with memo.setdefault("pass_lock", threading.Lock()):
+        obj = kube.read_migration(namespace, name)
+        if obj is None:
+            return
+        generation = int(obj["metadata"].get("generation") or 0)
+        spec = plan.parse_spec(obj.get("spec"))
+        refs = kube.check_references(namespace, plan.references(spec)) if not isinstance(spec, str) else None
+        observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden) if refs else plan.Observed()
+        current = plan.load_status(obj.get("status"))
+        decision = plan.decide(spec, generation, current, observed, datetime.datetime.now(datetime.UTC))
+        if decision.changed:
+            try:
+                kube.patch_status(namespace, name, obj["metadata"]["resourceVersion"], decision.status)
+            except kube.Conflict as conflict:
+                raise kopf.TemporaryError(str(conflict), delay=1) from conflict
+        # Only after the status landed: a retried pass must not announce twice.
+        for event in decision.events:
+            kopf.event(
+                kopf.Body(cast(kopf.RawBody, obj)),
+                type=event.type,
+                reason=event.reason,
+                message=event.message,
+            )
+        logger.info(
+            "reconciled %s/%s generation %s: %s%s",
+            namespace,
+            name,
+            generation,
+            decision.summary,
+            "" if decision.changed else " (no change)",
+        )

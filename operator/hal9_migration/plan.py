@@ -28,9 +28,10 @@ class Event:
 
 @dataclass(frozen=True)
 class Observed:
-    """What the edge read from the cluster for this pass."""
+    """What the edge read from the cluster for this pass ("Kind namespace/name" entries)."""
 
-    missing: Sequence[str] = ()  # "Service hal9/hal9-flat", ... that do not exist
+    missing: Sequence[str] = ()  # referenced objects that do not exist
+    forbidden: Sequence[str] = ()  # referenced objects the operator may not read
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,20 @@ def describe(error: ValidationError, limit: int = 5) -> str:
 
 
 def load_status(raw: Mapping[str, Any] | None) -> Hal9MigrationStatus:
-    """The current status; a status the operator cannot read starts over rather than crash the pass."""
+    """The current status. A field the operator cannot read is dropped, not the whole status:
+    where the migration stands (phase, weight) must survive one bad neighbour."""
+    raw = raw if isinstance(raw, Mapping) else {}
     try:
-        return Hal9MigrationStatus.model_validate(raw or {})
+        return Hal9MigrationStatus.model_validate(raw)
     except ValidationError:
-        return Hal9MigrationStatus()
+        readable: dict[str, Any] = {}
+        for key, value in raw.items():
+            try:
+                Hal9MigrationStatus.model_validate({key: value})
+            except ValidationError:
+                continue
+            readable[key] = value
+        return Hal9MigrationStatus.model_validate(readable)
 
 
 def references(spec: Hal9MigrationSpec) -> list[tuple[str, str]]:
@@ -87,20 +97,29 @@ def decide(
     """One pass: what the status should say now."""
     if isinstance(spec, str):
         wanted = _stalled("InvalidSpec", f"The spec is invalid: {spec}")
+        paused = Desired("Paused", "Unknown", "InvalidSpec", "The spec cannot be read")
         summary = "invalid spec"
-    elif observed.missing:
-        wanted = _stalled("ReferenceNotFound", "Not found: " + ", ".join(observed.missing))
-        summary = "missing references"
     else:
-        wanted = _resolved(spec)
-        summary = "references resolved"
+        paused = _paused(spec)
+        if observed.forbidden:
+            message = "The operator may not read: " + ", ".join(observed.forbidden) + "; check its RBAC"
+            wanted = _stalled("ReferenceForbidden", message)
+            summary = "references forbidden"
+        elif observed.missing:
+            wanted = _stalled("ReferenceNotFound", "Not found: " + ", ".join(observed.missing))
+            summary = "missing references"
+        else:
+            wanted = _resolved()
+            summary = "references resolved"
 
-    new_conditions = conditions.apply(current.conditions, wanted, generation, now)
-    status = current.model_copy(update={"observed_generation": generation, "conditions": new_conditions})
+    new_conditions = conditions.apply(current.conditions, [*wanted, paused], generation, now)
+    status = dump_status(
+        current.model_copy(update={"observed_generation": generation, "conditions": new_conditions})
+    )
     events = [_event(c) for c in conditions.transitions(current.conditions, new_conditions)]
     return Decision(
-        status=dump_status(status),
-        changed=dump_status(status) != dump_status(current),
+        status=status,
+        changed=status != dump_status(current),
         events=[e for e in events if e is not None],
         summary=summary,
     )
@@ -116,27 +135,26 @@ def _stalled(reason: str, message: str) -> list[Desired]:
         Desired("Reconciling", "False", reason, "Cannot proceed without a change to the spec or cluster"),
         Desired("Stalled", "True", reason, message),
         Desired("Degraded", "False", "NoAnalysis", "No health analysis has run"),
-        Desired("Paused", "False", "NotPaused", ""),
     ]
 
 
-def _resolved(spec: Hal9MigrationSpec) -> list[Desired]:
+def _resolved() -> list[Desired]:
     message = (
         "Flat and hierarchical Services and Deployments exist; "
         "phase progression is not implemented in this version"
-    )
-    paused = (
-        Desired("Paused", "True", "PausedBySpec", "spec.paused is true: no step will be taken")
-        if spec.paused
-        else Desired("Paused", "False", "NotPaused", "")
     )
     return [
         Desired("Ready", "True", "ReferencesResolved", message),
         Desired("Reconciling", "False", "ReferencesResolved", ""),
         Desired("Stalled", "False", "ReferencesResolved", ""),
         Desired("Degraded", "False", "NoAnalysis", "No health analysis has run"),
-        paused,
     ]
+
+
+def _paused(spec: Hal9MigrationSpec) -> Desired:
+    if spec.paused:
+        return Desired("Paused", "True", "PausedBySpec", "spec.paused is true: no step will be taken")
+    return Desired("Paused", "False", "NotPaused", "")
 
 
 def _event(condition: Condition) -> Event | None:

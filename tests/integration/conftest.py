@@ -24,7 +24,8 @@ import pytest
 from hal9_migration.testing import controlplane
 from tests.support.manifests import ROOT
 
-CRD_DIRS = [ROOT / "crds", ROOT / "tests" / "fixtures" / "third-party-crds"]
+OWN_CRDS = ROOT / "crds"
+THIRD_PARTY_CRDS = ROOT / "tests" / "fixtures" / "third-party-crds"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -71,8 +72,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def _connect(env: dict[str, str], kubectl: str, plane: controlplane.ControlPlane | None) -> Cluster:
     api = kubernetes.config.new_client_from_config(config_file=env.get("KUBECONFIG"))
     found = Cluster(env=env, kubectl_path=kubectl, api=api, plane=plane)
-    for directory in CRD_DIRS:
-        found.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(directory))
+    found.kubectl("apply", "--server-side", "-f", str(OWN_CRDS))
+    # The mesh and monitoring CRDs are created only where absent: on an existing cluster they may be
+    # the real installation's, which a test must never replace.
+    created = found.kubectl("create", "-f", str(THIRD_PARTY_CRDS), check=False)
+    unexpected = [
+        line for line in created.stderr.splitlines() if "AlreadyExists" not in line and line.strip()
+    ]
+    assert not unexpected, created.stderr
     found.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     return found
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import Cluster, OperatorProcess
 from hal9_migration.models import Hal9MigrationSpec
+from tests.integration.conftest import Cluster, OperatorProcess
 from tests.support.manifests import InvalidCase, invalid_cases, load_sample, valid_cases
 
 CASES = invalid_cases()

@@ -9,6 +9,7 @@ from tests.support.manifests import ROOT
 
 
 def test_e2e_run_script_passes(cluster: Cluster) -> None:
+    # The script picks and deletes a namespace of its own.
     env = {**cluster.env, "PATH": f"{cluster.kubectl_path.rsplit('/', 1)[0]}:{cluster.env['PATH']}"}
     result = subprocess.run(
         ["bash", str(ROOT / "e2e" / "run.sh")],

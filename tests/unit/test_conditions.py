@@ -21,8 +21,8 @@ def test_transition_time_moves_only_when_status_flips() -> None:
     second = conditions.apply(
         first, [Desired("Ready", "False", "B", "new"), Desired("Stalled", "False", "C")], 2, T1
     )
-    ready, stalled = conditions.find(second, "Ready"), conditions.find(second, "Stalled")
-    assert ready is not None and stalled is not None
+    by_type = {c.type: c for c in second}
+    ready, stalled = by_type["Ready"], by_type["Stalled"]
     assert (ready.last_transition_time, ready.reason, ready.message) == ("2026-11-25T12:00:00Z", "B", "new")
     assert stalled.last_transition_time == "2026-11-25T12:05:00Z"
     assert {c.observed_generation for c in second} == {2}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hal9_migration import plan
@@ -87,10 +87,35 @@ def test_fields_written_by_later_versions_survive_a_pass() -> None:
     assert first.status["weight"] == 10 and first.status["phase"] == "Canary"
 
 
-@pytest.mark.parametrize("status", [{"conditions": "garbage"}, {"observedGeneration": "x"}, {"weight": 500}])
-def test_an_unreadable_status_starts_over(status: dict[str, Any]) -> None:
-    decision = run(SPEC, status=status)
+@pytest.mark.parametrize("bad", [{"conditions": "garbage"}, {"observedGeneration": "x"}, {"history": [1]}])
+def test_an_unreadable_status_field_is_dropped_and_the_rest_kept(bad: dict[str, Any]) -> None:
+    decision = run(SPEC, status={"phase": "Canary", "weight": 10, **bad})
     assert conditions_of(decision)["Ready"] == ("True", "ReferencesResolved")
+    assert (decision.status["phase"], decision.status["weight"]) == ("Canary", 10)
+
+
+def test_forbidden_references_stall_and_point_at_rbac() -> None:
+    decision = plan.decide(
+        plan.parse_spec(SPEC),
+        1,
+        plan.load_status(None),
+        plan.Observed(forbidden=("Service ns/hal9-flat",)),
+        T0,
+    )
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ReferenceForbidden")
+    assert "Service ns/hal9-flat" in stalled["message"] and "RBAC" in stalled["message"]
+
+
+def test_paused_is_reported_even_while_stalled() -> None:
+    decision = run({**SPEC, "paused": True}, missing=("Service ns/hal9-flat",))
+    assert conditions_of(decision)["Paused"] == ("True", "PausedBySpec")
+    assert conditions_of(decision)["Stalled"] == ("True", "ReferenceNotFound")
+
+
+def test_an_invalid_spec_leaves_paused_unknown() -> None:
+    decision = run({**SPEC, "paused": True, "trafficSplit": 99})
+    assert conditions_of(decision)["Paused"] == ("Unknown", "InvalidSpec")
 
 
 json_values = st.recursive(
@@ -101,11 +126,14 @@ json_values = st.recursive(
 
 
 @given(spec=json_values, status=json_values)
+@example(spec={**SPEC, "progressDeadline": "1000000000d"}, status={})
+@example(spec={**SPEC, "phases": {"canary": {"stepDuration": "999999d999999d999999d"}}}, status={})
+@example(spec=[], status=[])
 def test_any_object_gives_a_decision_never_an_exception(spec: Any, status: Any) -> None:
     decision = plan.decide(
         plan.parse_spec(spec),
         1,
-        plan.load_status(status if isinstance(status, dict) else None),
+        plan.load_status(status),
         plan.Observed(),
         T0,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -24,7 +25,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
@@ -87,6 +88,7 @@ class ControlPlane:
     # Static users: "admin" is in system:masters; "restricted" has no rights until a test binds some.
     tokens: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -97,21 +99,30 @@ class ControlPlane:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 120, attempts: int = 3) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         missing = [b for b in BINARIES[:2] if not (self.bindir / b).exists()]
         if missing:
             raise ControlPlaneError(f"{', '.join(missing)} not found in {self.bindir}")
-        try:
-            self._start_etcd()
-            self._start_apiserver()
-            self._wait_ready(timeout)
-            self._write_kubeconfig()
-            if (self.bindir / "kube-controller-manager").exists():
-                self._start_controller_manager()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_etcd()
+                self._start_apiserver()
+                self._wait_ready(timeout)
+                self.write_kubeconfig("admin", self.kubeconfig)
+                if (self.bindir / "kube-controller-manager").exists():
+                    self._start_controller_manager()
+                return
+            except ControlPlaneError as error:
+                self.stop()
+                # free_port() can only promise a port was free a moment ago; on a shared machine
+                # another process may take it first. Start again on new ports.
+                if "address already in use" not in str(error) or attempt == attempts:
+                    raise
+                shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Stop in reverse order of start: controllers, API server, then etcd."""
@@ -124,6 +135,9 @@ class ControlPlane:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
 
     def env(self) -> dict[str, str]:
         """The environment a client process needs to reach this control plane."""
@@ -137,8 +151,13 @@ class ControlPlane:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
+        self._logs.append(log)
         self.processes[name] = subprocess.Popen(
-            [str(self.bindir / name), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [str(self.bindir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _start_etcd(self) -> None:
@@ -212,9 +231,6 @@ class ControlPlane:
             ],
         )
 
-    def _write_kubeconfig(self) -> None:
-        self.write_kubeconfig("admin", self.kubeconfig)
-
     def write_kubeconfig(self, user: str, path: Path) -> Path:
         """A kubeconfig that authenticates as one of the static ``tokens`` users."""
         # The API server signed its serving certificate with a CA of its own at start and wrote both
@@ -265,8 +281,8 @@ def running(workdir: Path | None = None) -> Iterator[ControlPlane]:
     owned = workdir is None
     directory = Path(tempfile.mkdtemp(prefix="hal9-cp-")) if workdir is None else workdir
     plane = ControlPlane(workdir=directory, bindir=binaries_dir())
-    plane.start()
     try:
+        plane.start()
         yield plane
     finally:
         plane.stop()
@@ -274,25 +290,28 @@ def running(workdir: Path | None = None) -> Iterator[ControlPlane]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``local-cluster up DIR``: start and keep running until SIGTERM/SIGINT (used by the demo)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] != "up":
-        print("usage: local-cluster up DIR", file=sys.stderr)
-        return 2
-    workdir = Path(args[1]).resolve()
-    plane = ControlPlane(workdir=workdir, bindir=binaries_dir())
-    plane.start()
-    print(f"control plane ready: KUBECONFIG={plane.kubeconfig}", flush=True)
-    stopping = False
+def serve(workdir: Path) -> int:
+    """Start a control plane in ``workdir`` and keep it running until SIGTERM or SIGINT."""
 
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def _exit(*_: object) -> None:
+        raise SystemExit(0)
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    while not stopping:
-        time.sleep(0.5)
-    plane.stop()
-    return 0
+    # Installed before starting, so a signal during the start still stops what has started.
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
+    plane = ControlPlane(workdir=workdir.resolve(), bindir=binaries_dir())
+    try:
+        plane.start()
+        print(f"control plane ready: KUBECONFIG={plane.kubeconfig}", flush=True)
+        while True:
+            time.sleep(3600)
+    finally:
+        plane.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the parent dies, so a killed test run
+    or demo leaves no etcd or kube-apiserver behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
