@@ -23,6 +23,29 @@ def main(argv: list[str] | None = None) -> int:
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
     crd.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
+    urls = "database URL (default: $HAL9_SOURCE_URL / $HAL9_TARGET_URL; prefer those, args show in ps)"
+    migrate = commands.add_parser(
+        "migrate-state", help="migrate neuron state flat -> hierarchical (one shard)"
+    )
+    migrate.add_argument("--source", help=f"source {urls}")
+    migrate.add_argument("--target", help=f"target {urls}")
+    migrate.add_argument("--batch-size", type=int, default=1000)
+    migrate.add_argument(
+        "--shard", type=int, help="this worker's shard (default: $JOB_COMPLETION_INDEX or 0)"
+    )
+    migrate.add_argument(
+        "--shards", type=int, default=1, help="number of shards (an Indexed Job's completions)"
+    )
+
+    verify = commands.add_parser("verify-state", help="check source and target agree (NoDataLoss)")
+    verify.add_argument("--source", help=f"source {urls}")
+    verify.add_argument("--target", help=f"target {urls}")
+
+    seeder = commands.add_parser("seed-state", help="fill a flat store with generated neuron states")
+    seeder.add_argument("--url", help="database URL (default: $HAL9_SOURCE_URL)")
+    seeder.add_argument("--count", type=int, required=True)
+    seeder.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
+
     cluster = commands.add_parser("local-cluster", help="start a local control plane (etcd, kube-apiserver)")
     cluster.add_argument("action", choices=["up"])
     cluster.add_argument("workdir", type=Path)
@@ -32,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args.namespace, args.liveness, args.verbose)
     if args.command == "crd":
         return _crd(args.output)
+    if args.command in ("migrate-state", "verify-state", "seed-state"):
+        from .statemigration import commands as state
+
+        if args.command == "migrate-state":
+            return state.migrate_state(args.source, args.target, args.batch_size, args.shard, args.shards)
+        if args.command == "verify-state":
+            return state.verify_state(args.source, args.target)
+        return state.seed_state(args.url, args.count, args.seed)
     from .testing import controlplane
 
     return controlplane.serve(args.workdir)
