@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration e2e lint crd controlplane venv clean
+.PHONY: demo test unit integration e2e lint crd controlplane venv clean bench-state
 
 demo: venv controlplane
 	bash hack/demo.sh
@@ -21,6 +21,11 @@ integration: venv controlplane
 # e2e/run.sh against a fresh local control plane (for kind: KUBECONFIG=... bash e2e/run.sh).
 e2e: venv controlplane
 	bash hack/with-local-cluster.sh bash e2e/run.sh
+
+# State-migration throughput and memory against a raw-copy baseline (BENCH_ROWS=1000000 by default;
+# needs PostgreSQL's server binaries and ~10 GB of free disk). Not part of `make test`.
+bench-state: venv
+	PYTHONPATH=. $(VENV)/bin/python benchmarks/bench_state.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -51,8 +51,9 @@ class Pair:
         """Target rows by id, without the migration timestamp (which differs between runs)."""
         rows = self.query(
             url or self.target,
-            "SELECT CAST(unit_id AS TEXT), layer, CAST(cognitive_state AS TEXT), CAST(learning_state AS TEXT),"
-            " CAST(connections AS TEXT), CAST(metadata AS TEXT) FROM hierarchical_units",
+            "SELECT CAST(unit_id AS TEXT), layer, CAST(cognitive_state AS TEXT),"
+            " CAST(learning_state AS TEXT), CAST(connections AS TEXT), CAST(metadata AS TEXT)"
+            " FROM hierarchical_units",
         )
         out = {}
         for unit_id, *rest in rows:

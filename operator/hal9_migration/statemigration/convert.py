@@ -228,7 +228,7 @@ def _number(value: object, where: str) -> float:
         try:
             as_float = float(value)
         except OverflowError:
-            raise _Reject("schema", f"{where}: integer {value} is out of float range") from None
+            raise _Reject("schema", f"{where}: integer is out of float range") from None
         if as_float != value:
             raise _Reject("schema", f"{where}: integer {value} has no exact float value")
         return as_float
@@ -329,7 +329,7 @@ def _json(raw: Mapping[str, Any], column: str, decoder: json.JSONDecoder) -> tup
     except _NonFinite as exc:
         raise _Reject("schema", f"{column}: non-finite number {exc}") from None
     except _DuplicateKey as exc:
-        raise _Reject("decode", f"{column}: invalid JSON: duplicate key {exc}") from None
+        raise _Reject("decode", f"{column}: invalid JSON: duplicate key {str(exc)[:80]!r}") from None
     except RecursionError:
         raise _Reject("decode", f"{column}: invalid JSON: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
@@ -448,7 +448,12 @@ def is_failure(result: FlatNeuron | Failure) -> TypeGuard[Failure]:
     return "validator" in result
 
 
+_REASON_MAX: Final = 500  # a reason quotes values; a hostile row must not make it huge
+
+
 def _failure(neuron_id: str, validator: str, reason: str) -> Failure:
+    if len(reason) > _REASON_MAX:
+        reason = reason[: _REASON_MAX - 1] + "…"
     return cast(Failure, {"neuron_id": neuron_id, "validator": validator, "reason": reason})
 
 

@@ -67,18 +67,13 @@ def migrate_shard(
         checksum = checkpoint.checksum
         migrated_at = datetime.now(UTC).isoformat()
         for raw in rows:
-            decoded = convert.decode(raw)
-            if convert.is_failure(decoded):
-                failures.append(decoded)
+            migrated = convert.migrate_row(raw, migrated_at)
+            if isinstance(migrated, dict):  # a Failure
+                failures.append(migrated)
                 continue
-            neuron = cast(FlatNeuron, decoded)
-            unit = convert.convert(neuron, migrated_at)
-            failure = convert.validate(neuron, unit)
-            if failure is not None:
-                failures.append(failure)
-                continue
-            units.append(convert.encode_unit(unit))
-            checksum = convert.combine(checksum, convert.fingerprint_neuron(neuron))
+            unit_row, fingerprint = migrated
+            units.append(unit_row)
+            checksum = convert.combine(checksum, fingerprint)
         checkpoint = replace(
             checkpoint,
             last_id=str(rows[-1]["neuron_id"]),
@@ -90,7 +85,9 @@ def migrate_shard(
         target.commit_batch(units, failures, checkpoint, progress)
         reporter.update(progress)
     seconds = clock() - started
+    verify_started = clock()
     verification = verify_shard(source, target, shard, cutoff)
+    verify_seconds = clock() - verify_started
     target.save_verification(verification)
     state = "Verified" if verification.passed else "VerificationFailed"
     final = _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), state)
@@ -103,6 +100,8 @@ def migrate_shard(
         cutoff=cutoff,
         newer_rows_not_covered=newer,
         problems=verification.problems,
+        migrate_seconds=round(seconds, 3),
+        verify_seconds=round(verify_seconds, 3),
     )
     return ShardResult(checkpoint, verification, newer, seconds)
 

@@ -120,18 +120,22 @@ def _float_pool(rng: random.Random, size: int) -> list[str]:
     return pool
 
 
+def _pick(rng: random.Random, items: tuple[str, ...]) -> str:
+    return items[int(rng.random() * len(items))]
+
+
 def _memory(rng: random.Random, i: int) -> dict[str, Any]:
     kind = i % 6
     if kind == 0:
         return {}
     memory: dict[str, Any] = {
-        "last_signal": _TEXTS[rng.randrange(len(_TEXTS))],
+        "last_signal": _pick(rng, _TEXTS),
         "counter": i,
         "trace": [rng.random(), -0.0 if kind == 3 else rng.random(), 1e-310],
     }
     if kind >= 4:
         memory["episodic"] = {
-            "😀": _TEXTS[rng.randrange(len(_TEXTS))],
+            "😀": _pick(rng, _TEXTS),
             "ключ": [True, False, None, 2**63],
             "nested": {"depth": {"deeper": "🪐"}},
         }
@@ -139,20 +143,20 @@ def _memory(rng: random.Random, i: int) -> dict[str, Any]:
 
 
 def _context(rng: random.Random, i: int) -> dict[str, Any]:
-    context: dict[str, Any] = {"task": _TASKS[rng.randrange(len(_TASKS))], "priority": i % 4}
+    context: dict[str, Any] = {"task": _pick(rng, _TASKS), "priority": i % 4}
     kind = i % 7
     if kind == 0:
         return context  # no focus at all
     if kind == 1:
         context["focus"] = None
     elif kind == 2:
-        context["focus"] = {"topic": _TEXTS[rng.randrange(len(_TEXTS))], "weight": rng.random()}
+        context["focus"] = {"topic": _pick(rng, _TEXTS), "weight": rng.random()}
     elif kind == 3:
         context["focus"] = [1, "二", 3.5]
     elif kind == 4:
         context["focus"] = rng.random()
     else:
-        context["focus"] = _TEXTS[rng.randrange(len(_TEXTS))]
+        context["focus"] = _pick(rng, _TEXTS)
     return context
 
 
@@ -188,7 +192,7 @@ def generate(
     created = _utc_naive(start)
     second = timedelta(seconds=1)
     getrandbits = rng.getrandbits
-    randrange = rng.randrange
+    randrange = rng.randrange  # for the few draws outside the hot path
     rand = rng.random
     n_types = len(NEURON_TYPES)
     n_conn_types = len(_CONN_TYPES)
@@ -196,21 +200,23 @@ def generate(
     for i in range(count):
         neuron_id = str(uuid.UUID(int=getrandbits(128), version=4))
 
-        offset = randrange(span)
+        # int(rand() * n), not randrange(n): a fraction of the cost, for a bias of about n / 2**53.
+        offset = int(rand() * span)
         weights_json = "[" + ",".join(pool[offset : offset + weights]) + "]"
-        offset = randrange(span)
+        offset = int(rand() * span)
         biases_json = "[" + ",".join(pool[offset : offset + biases]) + "]"
 
         parts = []
-        offset = randrange(span)
+        offset = int(rand() * span)
+        n_ring = len(ring)
         for k in range(connections):
-            if ring and k != 7:  # mostly earlier neurons; every 8th a target that does not exist
-                target = ring[randrange(len(ring))]
+            if n_ring and k % 8 != 7:  # mostly earlier neurons; every 8th points at no neuron
+                target = ring[int(rand() * n_ring)]
             else:
                 target = str(uuid.UUID(int=getrandbits(128), version=4))
             parts.append(
                 f'{{"target":"{target}","weight":{pool[offset + k]},'
-                f'"conn_type":{_CONN_TYPES_JSON[randrange(n_conn_types)]}}}'
+                f'"conn_type":{_CONN_TYPES_JSON[int(rand() * n_conn_types)]}}}'
             )
         connections_json = "[" + ",".join(parts) + "]"
 

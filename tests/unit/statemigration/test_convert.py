@@ -170,7 +170,9 @@ def test_behaviour_rule_for_unknown_types(rt: float, count: int, layer: str) -> 
     assert convert.assign_layer("sensor", rt, count) == layer
 
 
-@pytest.mark.parametrize("neuron_type", ["reflexive", " reflex", "planner ", "re-flex", "", "L1", "ärchitect"])
+@pytest.mark.parametrize(
+    "neuron_type", ["reflexive", " reflex", "planner ", "re-flex", "", "L1", "ärchitect"]
+)
 def test_near_miss_type_names_fall_to_behaviour(neuron_type: str) -> None:
     assert convert.assign_layer(neuron_type, 500.0, 11) == "L4"
     assert convert.assign_layer(neuron_type, 1.0, 11) == "L1"
@@ -186,9 +188,10 @@ def test_type_takes_precedence_over_behaviour() -> None:
 
 
 def test_convert_uses_the_layer_rule() -> None:
-    assert convert.convert(make_neuron(neuron_type="Planner", avg_response_time=1.0), MIGRATED_AT)[
-        "layer"
-    ] == "L4"
+    assert (
+        convert.convert(make_neuron(neuron_type="Planner", avg_response_time=1.0), MIGRATED_AT)["layer"]
+        == "L4"
+    )
     assert (
         convert.convert(
             make_neuron(neuron_type="x", avg_response_time=200.0, connection_count=11), MIGRATED_AT
@@ -300,6 +303,29 @@ def test_integrity_validator(path: str, value: Any, words: str) -> None:
     assert failure is not None
     assert failure["validator"] == "integrity"
     assert words in failure["reason"]
+
+
+@pytest.mark.parametrize(
+    ("field", "path"),
+    [
+        ("learning_rate", "learning_state.learning_rate"),
+        ("momentum", "learning_state.momentum"),
+        ("activation", "cognitive_state.activation_level"),
+    ],
+)
+@pytest.mark.parametrize(("before", "after"), [(0.0, -0.0), (-0.0, 0.0), (_nan(1), _nan(2))])
+def test_integrity_validator_compares_scalars_bit_for_bit(
+    field: str, path: str, before: float, after: float
+) -> None:
+    neuron = make_neuron(**{field: before})
+    unit = convert.convert(neuron, MIGRATED_AT)
+    assert convert.validate(neuron, unit) is None
+    section, key = path.split(".")
+    unit[section][key] = after  # type: ignore[literal-required]
+    failure = convert.validate(neuron, unit)
+    assert failure is not None
+    assert failure["validator"] == "integrity"
+    assert failure["reason"].startswith(f"{key} differs")
 
 
 @pytest.mark.parametrize("name", ["weights", "biases"])

@@ -12,7 +12,7 @@ import pytest
 
 from hal9_migration.statemigration import convert
 from hal9_migration.statemigration.rows import FLAT_COLUMNS, FLAT_JSON_COLUMNS
-from tests.unit.statemigration.conftest import exact, make_neuron, to_raw
+from tests.unit.statemigration.conftest import decoded, exact, make_neuron, to_raw
 
 NEURON = make_neuron()
 NEURON_ID = NEURON["neuron_id"]
@@ -25,9 +25,7 @@ def failure_of(raw: Any) -> dict[str, Any]:
 
 
 def test_a_valid_row_decodes_to_the_same_neuron_bit_for_bit() -> None:
-    result = convert.decode(to_raw(NEURON))
-    assert not convert.is_failure(result)
-    assert exact(result) == exact(NEURON)
+    assert exact(decoded(to_raw(NEURON))) == exact(NEURON)
 
 
 def test_sqlite_and_driver_spellings() -> None:
@@ -42,8 +40,7 @@ def test_sqlite_and_driver_spellings() -> None:
         neuron_id=uuid.UUID(NEURON_ID),
         memory=json.dumps(NEURON["memory"]).encode(),
     )
-    result = convert.decode(raw)
-    assert not convert.is_failure(result)
+    result = decoded(raw)
     assert result["is_async"] is True
     assert result["momentum"] is None
     assert exact([result["activation"], result["learning_rate"], result["avg_response_time"]]) == exact(
@@ -52,24 +49,21 @@ def test_sqlite_and_driver_spellings() -> None:
     assert exact(result["weights"]) == exact([1.0, -2.0, 0.5])
     assert result["neuron_id"] == NEURON_ID
     assert result["memory"] == NEURON["memory"]
-    assert convert.decode(to_raw(NEURON, is_async=0))["is_async"] is False  # type: ignore[typeddict-item]
+    assert decoded(to_raw(NEURON, is_async=0))["is_async"] is False
 
 
 def test_an_int_connection_weight_becomes_a_float() -> None:
     conns = '[{"target": "t", "weight": 3, "conn_type": "lateral"}]'
-    result = convert.decode(to_raw(NEURON, connections=conns))
-    assert not convert.is_failure(result)
+    result = decoded(to_raw(NEURON, connections=conns))
     assert exact(result["connections"]) == exact([{"target": "t", "weight": 3.0, "conn_type": "lateral"}])
 
 
 def test_timestamps_from_a_driver_become_iso_utc() -> None:
     aware = datetime(2026, 1, 2, 5, 0, 0, tzinfo=timezone(timedelta(hours=2)))
-    result = convert.decode(to_raw(NEURON, created_at=aware))
-    assert not convert.is_failure(result)
+    result = decoded(to_raw(NEURON, created_at=aware))
     assert datetime.fromisoformat(result["created_at"]) == aware
     assert result["created_at"].endswith("Z")
-    naive = convert.decode(to_raw(NEURON, created_at=datetime(2026, 1, 2, 3, 0, 0)))
-    assert not convert.is_failure(naive)
+    naive = decoded(to_raw(NEURON, created_at=datetime(2026, 1, 2, 3, 0, 0)))
     assert datetime.fromisoformat(naive["created_at"]) == datetime(2026, 1, 2, 3, tzinfo=UTC)
 
 
@@ -86,7 +80,9 @@ def test_invalid_json_is_a_decode_failure_naming_the_column(column: str, text: s
 
 
 def test_invalid_json_reason_reads_well() -> None:
-    assert failure_of(to_raw(NEURON, memory=""))["reason"] == "memory: invalid JSON: Expecting value at char 0"
+    assert (
+        failure_of(to_raw(NEURON, memory=""))["reason"] == "memory: invalid JSON: Expecting value at char 0"
+    )
 
 
 @pytest.mark.parametrize("column", ["memory", "context", "connections"])
@@ -207,8 +203,7 @@ def test_a_neuron_id_of_the_wrong_type_is_a_schema_failure(neuron_id: Any) -> No
 
 def test_an_uppercase_uuid_is_kept_as_written() -> None:
     upper = NEURON_ID.upper()
-    result = convert.decode(to_raw(NEURON, neuron_id=upper))
-    assert not convert.is_failure(result)
+    result = decoded(to_raw(NEURON, neuron_id=upper))
     assert result["neuron_id"] == upper
 
 
@@ -247,8 +242,7 @@ def test_a_non_finite_number_is_a_schema_failure(column: str, value: Any, where:
 
 
 def test_sums_that_overflow_are_not_mistaken_for_non_finite_weights() -> None:
-    result = convert.decode(to_raw(NEURON, weights="[1.7e308, 1.7e308, -1.7e308]"))
-    assert not convert.is_failure(result)
+    result = decoded(to_raw(NEURON, weights="[1.7e308, 1.7e308, -1.7e308]"))
     assert result["weights"] == [1.7e308, 1.7e308, -1.7e308]
 
 
@@ -272,8 +266,7 @@ def test_a_lone_surrogate_is_a_schema_failure(column: str, value: str) -> None:
 
 
 def test_an_escaped_surrogate_pair_is_fine() -> None:
-    result = convert.decode(to_raw(NEURON, memory='{"x": "\\ud83e\\udde0"}'))
-    assert not convert.is_failure(result)
+    result = decoded(to_raw(NEURON, memory='{"x": "\\ud83e\\udde0"}'))
     assert result["memory"] == {"x": "🧠"}
 
 
@@ -318,3 +311,24 @@ def test_an_unknown_driver_type_is_a_schema_failure() -> None:
     failure = failure_of(to_raw(NEURON, weights=object()))
     assert failure["validator"] == "schema"
     assert failure["reason"].startswith("weights: expected JSON text")
+
+
+def test_reasons_stay_short_whatever_the_row_holds() -> None:
+    long_id = "x" * 10_000
+    failure = failure_of(to_raw(NEURON, neuron_id=long_id, memory="[" * 10))
+    assert len(failure["reason"]) <= 500
+    assert len(failure["neuron_id"]) <= 100
+    failure = failure_of(to_raw(NEURON, activation=10**5000))
+    assert failure["reason"] == "activation: integer is out of float range"
+    failure = failure_of(to_raw(NEURON, memory='{"' + "k" * 5000 + '": 1, "' + "k" * 5000 + '": 2}'))
+    assert len(failure["reason"]) < 200
+
+
+def test_a_long_reason_from_validate_is_cut() -> None:
+    neuron = make_neuron()
+    unit = convert.convert(neuron, "2026-01-01T00:00:00Z")
+    unit["connections"][0]["target_id"] = "t" * 5000
+    failure = convert.validate(neuron, unit)
+    assert failure is not None
+    assert failure["validator"] == "consistency"
+    assert len(failure["reason"]) <= 500

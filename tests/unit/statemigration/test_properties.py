@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -15,6 +15,7 @@ from hal9_migration.statemigration.rows import FLAT_COLUMNS, FlatNeuron
 from tests.unit.statemigration.conftest import (
     MIGRATED_AT,
     clone,
+    decoded,
     exact,
     finite_floats,
     flat_neurons,
@@ -31,12 +32,11 @@ PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 @PROPERTY
 @given(neuron=flat_neurons)
 def test_any_valid_flat_state_converts_validates_and_keeps_its_content(neuron: FlatNeuron) -> None:
-    decoded = convert.decode(to_raw(neuron))
-    assert not convert.is_failure(decoded), decoded
-    assert exact(decoded) == exact(neuron)
+    decoded_ = decoded(to_raw(neuron))
+    assert exact(decoded_) == exact(neuron)
 
-    unit = convert.convert(decoded, MIGRATED_AT)
-    assert convert.validate(decoded, unit) is None
+    unit = convert.convert(decoded_, MIGRATED_AT)
+    assert convert.validate(decoded_, unit) is None
 
     ls = unit["learning_state"]
     assert float_bits(ls["weights"]) == float_bits(neuron["weights"])
@@ -45,7 +45,7 @@ def test_any_valid_flat_state_converts_validates_and_keeps_its_content(neuron: F
     assert float_bits([c["weight"] for c in unit["connections"]]) == float_bits(
         [c["weight"] for c in neuron["connections"]]
     )
-    assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(decoded)
+    assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(decoded_)
 
 
 @PROPERTY
@@ -70,10 +70,10 @@ def _spell(value: Any, draw: st.DrawFn) -> str:
 
 @st.composite
 def spelled_rows(draw: st.DrawFn) -> tuple[FlatNeuron, dict[str, Any]]:
-    neuron = draw(flat_neurons)
+    neuron = cast(FlatNeuron, draw(flat_neurons))
     raw = to_raw(neuron)
     for column in ("weights", "biases", "memory", "context", "connections"):
-        raw[column] = _spell(neuron[column], draw)  # type: ignore[literal-required]
+        raw[column] = _spell(neuron[column], draw)
     return neuron, raw
 
 
@@ -93,6 +93,7 @@ def test_migrate_row_writes_what_the_source_holds_however_it_is_spelled(
 
 
 # ------------------------------------------------------------------------ fingerprint sensitivity
+
 
 def _different_float(value: float, draw: st.DrawFn) -> float:
     other = draw(finite_floats)
@@ -201,7 +202,9 @@ def m_is_async(n: FlatNeuron, draw: st.DrawFn) -> None:
 
 
 def m_created_at(n: FlatNeuron, draw: st.DrawFn) -> None:
-    n["created_at"] = n["created_at"].replace("Z", "+00:00") if n["created_at"].endswith("Z") else "2000-01-01"
+    n["created_at"] = (
+        n["created_at"].replace("Z", "+00:00") if n["created_at"].endswith("Z") else "2000-01-01"
+    )
 
 
 MUTATIONS = [
@@ -226,7 +229,7 @@ def test_changing_any_preserved_field_changes_the_fingerprint(
     neuron: FlatNeuron, mutate: Callable[[FlatNeuron, st.DrawFn], None], data: st.DataObject
 ) -> None:
     changed = clone(neuron)
-    mutate(changed, data.draw)
+    mutate(changed, data.draw)  # type: ignore[arg-type]
     assert convert.fingerprint_neuron(changed) != convert.fingerprint_neuron(neuron), mutate.__name__
     # ... and the target side sees the same change.
     assert convert.fingerprint_unit(convert.convert(changed, MIGRATED_AT)) != convert.fingerprint_unit(
@@ -276,6 +279,7 @@ def test_decode_never_raises_on_garbage_in_any_columns(
         assert result["validator"] in ("decode", "schema")
         assert result["reason"]
     else:  # garbage that happens to be valid must then migrate cleanly
+        result = cast(FlatNeuron, result)
         unit = convert.convert(result, MIGRATED_AT)
         assert convert.validate(result, unit) is None
         assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(result)

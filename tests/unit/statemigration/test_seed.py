@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import unicodedata
 import uuid
@@ -13,7 +14,7 @@ import pytest
 
 from hal9_migration.statemigration import convert, seed
 from hal9_migration.statemigration.rows import FLAT_COLUMNS, FLAT_JSON_COLUMNS, FlatNeuron
-from tests.unit.statemigration.conftest import MIGRATED_AT, TYPE_LAYERS, unit_row
+from tests.unit.statemigration.conftest import MIGRATED_AT, TYPE_LAYERS, decoded, unit_row
 
 FIRST = 1000
 
@@ -33,16 +34,12 @@ def first() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def neurons(first: list[dict[str, Any]]) -> list[FlatNeuron]:
-    decoded = [convert.decode(raw) for raw in first]
-    failures = [d for d in decoded if convert.is_failure(d)]
-    assert failures == []
-    return decoded  # type: ignore[return-value]
+    return [decoded(raw) for raw in first]
 
 
 def test_every_row_decodes_converts_and_validates(first: list[dict[str, Any]]) -> None:
     for raw in first:
-        neuron = convert.decode(raw)
-        assert not convert.is_failure(neuron), neuron
+        neuron = decoded(raw)
         unit = convert.convert(neuron, MIGRATED_AT)
         assert convert.validate(neuron, unit) is None
         assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(neuron)
@@ -53,11 +50,12 @@ def test_every_row_decodes_converts_and_validates(first: list[dict[str, Any]]) -
         assert convert.fingerprint_unit(convert.decode_unit(unit_row(result[0]))) == result[1]
 
 
-@pytest.mark.parametrize(("seed_", "weights", "connections"), [(1, 64, 8), (7, 0, 0), (99, 3, 1), (5, 300, 40)])
+@pytest.mark.parametrize(
+    ("seed_", "weights", "connections"), [(1, 64, 8), (7, 0, 0), (99, 3, 1), (5, 300, 40)]
+)
 def test_other_seeds_and_shapes_also_migrate(seed_: int, weights: int, connections: int) -> None:
     for raw in rows(300, seed=seed_, weights=weights, connections=connections):
-        neuron = convert.decode(raw)
-        assert not convert.is_failure(neuron), neuron
+        neuron = decoded(raw)
         assert len(neuron["weights"]) == weights
         assert len(neuron["connections"]) == connections
         assert convert.validate(neuron, convert.convert(neuron, MIGRATED_AT)) is None
@@ -93,7 +91,7 @@ def test_ids_are_unique_uuid4(first: list[dict[str, Any]]) -> None:
 def test_created_at_increases_from_start() -> None:
     stamps = [datetime.fromisoformat(raw["created_at"]) for raw in rows(300)]
     assert stamps[0] == datetime(2026, 1, 1, tzinfo=UTC)
-    assert all(a < b for a, b in zip(stamps, stamps[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(stamps))
     assert all(s.tzinfo is not None and s.utcoffset() == timedelta(0) for s in stamps)
 
 
