@@ -105,7 +105,8 @@ def raw_copy_postgres(source: str, target: str) -> float:
     with psycopg.connect(source) as src, psycopg.connect(target) as dst:
         columns = src.execute(
             "SELECT string_agg(format('%I %s', attname, format_type(atttypid, atttypmod)), ', '"
-            " ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'neurons'::regclass AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum) FROM pg_attribute"
+            " WHERE attrelid = 'neurons'::regclass AND attnum > 0 AND NOT attisdropped"
         ).fetchone()[0]
         dst.execute(f"CREATE TABLE raw_copy ({columns}, PRIMARY KEY (neuron_id))")
         dst.commit()
