@@ -162,7 +162,8 @@ def report(r: dict[str, Any]) -> None:
         )
     print(
         f"  peak memory, 1 shard       {r['small']['max_rss_kib'] / 1024:>6.1f} MiB at {SMALL_ROWS:,} rows, "
-        f"{r['one_shard']['max_rss_kib'] / 1024:.1f} MiB at {ROWS:,} rows"
+        f"{r['one_shard']['max_rss_kib'] / 1024:.1f} MiB at {ROWS:,} rows",
+        flush=True,
     )
 
 
@@ -170,17 +171,15 @@ def main() -> None:
     print(
         f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="hal9-bench-", dir=os.environ.get("BENCH_DIR")))
-    try:
-        results = [bench_sqlite(workdir)]
-        shutil.rmtree(workdir)
-        workdir.mkdir()
-        results.append(bench_postgres())
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    for r in results:
-        report(r)
-    print("\n" + json.dumps(results))
+    stores = os.environ.get("BENCH_STORES", "sqlite,postgres").split(",")
+    for name in stores:
+        workdir = Path(tempfile.mkdtemp(prefix="hal9-bench-", dir=os.environ.get("BENCH_DIR")))
+        try:
+            result = bench_sqlite(workdir) if name == "sqlite" else bench_postgres()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        report(result)
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
