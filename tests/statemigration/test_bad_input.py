@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,24 +153,19 @@ def test_a_sqlite_target_without_write_permission(tmp_path: Path) -> None:
 def test_rows_added_during_the_run_are_not_half_migrated(pair: Pair) -> None:
     pair.seed(3000, seed_value=9)
     later = list(seed.generate(500, seed=99, start=_after_all()))
-    done = threading.Event()
-    result_box: list[subprocess.CompletedProcess[str]] = []
-
-    def worker() -> None:
-        result_box.append(migrate(pair, "--batch-size", "25"))
-        done.set()
-
-    thread = threading.Thread(target=worker)
-    thread.start()
+    env = {**os.environ, "HAL9_SOURCE_URL": pair.source, "HAL9_TARGET_URL": pair.target}
+    command = [sys.executable, "-m", "hal9_migration.cli", "migrate-state", "--batch-size", "5"]
+    worker = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(pair)
     store = open_store(pair.source)
     store.insert_flat(later)
     store.close()
-    thread.join(timeout=300)
-    result = result_box[0]
-    assert result.returncode == 0, result.stderr
+    inserted_while_running = worker.poll() is None
+    _, err = worker.communicate(timeout=300)
+    assert inserted_while_running, "the worker finished before the rows were added; use more rows"
+    assert worker.returncode == 0, err
     assert pair.query(pair.target, "SELECT count(*) FROM hierarchical_units")[0][0] == 3000
-    final = events(result)[-1]
+    final = [json.loads(line) for line in err.splitlines() if line.startswith("{")][-1]
     assert final["newer_rows_not_covered"] == 500
     assert final["cutoff"] < min(row[-1] for row in later)
 
