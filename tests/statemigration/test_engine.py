@@ -66,7 +66,7 @@ def test_verification_catches_a_changed_target_row(pair: Pair) -> None:
 
 def test_sigkilled_worker_resumes_exactly_once(pair: Pair) -> None:
     """SIGKILL the worker at random moments inside its batch loop, 20 times, then let it finish."""
-    pair.seed(8000, seed_value=3)
+    pair.seed(16000, seed_value=3)
     env = {**os.environ, "HAL9_SOURCE_URL": pair.source, "HAL9_TARGET_URL": pair.target}
     command = [sys.executable, "-m", "hal9_migration.cli", "migrate-state", "--batch-size", "10"]
     rng = random.Random(11)
@@ -82,12 +82,12 @@ def test_sigkilled_worker_resumes_exactly_once(pair: Pair) -> None:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         migrated.append(_migrated(pair))
-    assert migrated == sorted(migrated) and migrated[-1] < 8000
+    assert migrated == sorted(migrated) and migrated[-1] < 16000
     final = migrate(pair, "--batch-size", "10")
     assert final.returncode == 0, final.stderr
     assert events(final)[0]["event"] == "resume"
     ids = pair.query(pair.target, "SELECT count(*), count(DISTINCT unit_id) FROM hierarchical_units")[0]
-    assert ids == (8000, 8000)
+    assert ids == (16000, 16000)
     (passed,) = pair.query(pair.target, "SELECT passed FROM migration_verifications")[0]
     assert bool(passed)
 

@@ -121,9 +121,6 @@ class Store(Protocol):
 
     def failed_ids(self, shard: Shard) -> set[str]: ...
 
-    def refresh_statistics(self) -> None:
-        """Let the query planner see the target's real size before verification reads it back."""
-
     def save_verification(self, verification: Verification) -> None: ...
 
     def save_progress(self, progress: Progress) -> None: ...

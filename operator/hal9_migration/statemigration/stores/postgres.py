@@ -113,6 +113,11 @@ class PostgresStore:
                 self._conn = psycopg.connect(
                     self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS, row_factory=dict_row, autocommit=True
                 )
+                # Keyset pages must walk the primary key in order. Without fresh statistics (a table
+                # just bulk-loaded) the planner may instead fetch the whole shard and sort it for
+                # every page; in this session only, it may not.
+                self._conn.execute("SET enable_seqscan = off")
+                self._conn.execute("SET enable_bitmapscan = off")
             except psycopg.ProgrammingError as error:  # a URL libpq cannot parse
                 raise StoreError(
                     f"malformed PostgreSQL URL {redact(self.url)}: {scrub(str(error), self.url)}"
@@ -135,13 +140,19 @@ class PostgresStore:
             self._conn = None
 
     def _key(self, column: str) -> sql.Composable:
-        if self._id_type == "uuid":
-            return sql.Identifier(column)
-        return sql.SQL('{} COLLATE "C"').format(sql.Identifier(column))
+        # Qualified with its table: the SELECT lists also name an output column ``neuron_id`` (cast
+        # to text), and an unqualified ORDER BY would sort by that cast instead of walking the
+        # primary key index — a full scan and sort for every page.
+        table = "neurons" if column == "neuron_id" else "hierarchical_units"
+        key = sql.Identifier(table, column)
+        if self._id_type == "uuid" or column == "unit_id":
+            return key
+        return sql.SQL('{} COLLATE "C"').format(key)
 
     def _range(self, column: str, shard: Shard, after: str | None) -> tuple[sql.Composable, list[Any]]:
         key = self._key(column)
-        cast = sql.SQL("::uuid") if self._id_type == "uuid" else sql.SQL("")
+        as_uuid = self._id_type == "uuid" or column == "unit_id"  # the target's unit_id is always uuid
+        cast = sql.SQL("::uuid") if as_uuid else sql.SQL("")
         clauses: list[sql.Composable] = []
         params: list[Any] = []
         if after is not None:
@@ -199,10 +210,17 @@ class PostgresStore:
         row = self._connect().execute("SELECT max(created_at)::text AS cutoff FROM neurons").fetchone()
         return None if row is None else row["cutoff"]
 
+    # The cutoff compares in the C collation: byte order is the right order for ISO 8601 text, and a
+    # collation no index has keeps the planner on the primary key (ordered, LIMIT-friendly) instead
+    # of a created_at index that would make every keyset page scan and sort the whole shard.
+
     def count_source(self, shard: Shard, cutoff: str | None) -> int:
         where, params = self._range("neuron_id", shard, None)
         if cutoff is not None:
-            where, params = sql.SQL("{} AND created_at::text <= %s").format(where), [*params, cutoff]
+            where, params = (
+                sql.SQL('{} AND created_at::text COLLATE "C" <= %s').format(where),
+                [*params, cutoff],
+            )
         row = (
             self._connect()
             .execute(sql.SQL("SELECT count(*) AS n FROM neurons WHERE {}").format(where), params)
@@ -219,7 +237,7 @@ class PostgresStore:
             for c in FLAT_COLUMNS
         )
         query = sql.SQL(
-            "SELECT {} FROM neurons WHERE {} AND created_at::text <= %s ORDER BY {} LIMIT %s"
+            'SELECT {} FROM neurons WHERE {} AND created_at::text COLLATE "C" <= %s ORDER BY {} LIMIT %s'
         ).format(columns, where, self._key("neuron_id"))
         return self._connect().execute(query, [*params, cutoff, limit]).fetchall()
 
@@ -378,27 +396,14 @@ class PostgresStore:
         )
 
     def read_units(self, shard: Shard, after: str | None, limit: int) -> list[dict[str, Any]]:
-        saved, self._id_type = self._id_type, "uuid"  # the target's unit_id is always uuid
-        try:
-            where, params = self._range("unit_id", shard, after)
-        finally:
-            self._id_type = saved
+        where, params = self._range("unit_id", shard, after)
         columns = sql.SQL(", ").join(
             sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c)) for c in UNIT_COLUMNS
         )
-        query = sql.SQL("SELECT {} FROM hierarchical_units WHERE {} ORDER BY unit_id LIMIT %s").format(
-            columns, where
+        query = sql.SQL("SELECT {} FROM hierarchical_units WHERE {} ORDER BY {} LIMIT %s").format(
+            columns, where, self._key("unit_id")
         )
         return self._connect().execute(query, [*params, limit]).fetchall()
-
-    def refresh_statistics(self) -> None:
-        # After a bulk COPY the planner still believes the table is small and answers each keyset
-        # page with a full scan and a sort: at a million rows that turns verification from minutes
-        # into hours. One ANALYZE fixes the estimate.
-        try:
-            self._connect().execute("ANALYZE hierarchical_units")
-        except psycopg.Error as error:
-            raise self._fail(error) from None
 
     def failed_ids(self, shard: Shard) -> set[str]:
         rows = self._connect().execute("SELECT neuron_id FROM migration_failures").fetchall()

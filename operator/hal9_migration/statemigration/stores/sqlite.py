@@ -389,9 +389,6 @@ class SQLiteStore:
         )
         return self._connect(read_only=False).execute(sql, [*params, limit]).fetchall()
 
-    def refresh_statistics(self) -> None:
-        """Nothing to do: SQLite walks the primary key for these range scans whatever its statistics."""
-
     def failed_ids(self, shard: Shard) -> set[str]:
         rows = self._connect(read_only=False).execute("SELECT neuron_id FROM migration_failures")
         return {row["neuron_id"] for row in rows if shard.owns(row["neuron_id"])}
