@@ -39,6 +39,20 @@ class Checkpoint:
     checksum: int = 0  # order-independent sum of the fingerprints of the migrated source rows
     finished: bool = False
 
+    @classmethod
+    def from_row(cls, shard: Shard, row: Mapping[str, Any]) -> Checkpoint:
+        """From a ``migration_checkpoints`` row (the checksum is stored as 16 hex digits)."""
+        return cls(
+            shard=shard,
+            cutoff=row["cutoff"],
+            total=row["total"],
+            last_id=row["last_id"],
+            migrated=row["migrated"],
+            failed=row["failed"],
+            checksum=int(row["checksum"], 16),
+            finished=bool(row["finished"]),
+        )
+
 
 @dataclass
 class Verification:

@@ -291,16 +291,7 @@ class PostgresStore:
         )
         if row is None:
             return None
-        return Checkpoint(
-            shard=shard,
-            cutoff=row["cutoff"],
-            total=row["total"],
-            last_id=row["last_id"],
-            migrated=row["migrated"],
-            failed=row["failed"],
-            checksum=int(row["checksum"], 16),
-            finished=row["finished"],
-        )
+        return Checkpoint.from_row(shard, row)
 
     def start_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         try:

@@ -7,8 +7,9 @@ the lock up front (``BEGIN IMMEDIATE``), so concurrent shards queue instead of f
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -149,11 +150,17 @@ class SQLiteStore:
         return conn
 
     def _write(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        with self._transaction() as conn:
+            for sql, params in statements:
+                conn.execute(sql, params)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock up front; rolled back on any error."""
         conn = self._connect(read_only=False)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for sql, params in statements:
-                conn.execute(sql, params)
+            yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             if conn.in_transaction:
@@ -176,19 +183,12 @@ class SQLiteStore:
 
     def insert_flat(self, rows: Iterable[Sequence[Any]]) -> int:
         """Load flat rows (``FLAT_COLUMNS`` order); for seeding test and benchmark data."""
-        conn = self._connect(read_only=False)
-        before = conn.total_changes
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
+            before = conn.total_changes
             conn.executemany(
                 f"INSERT INTO neurons ({', '.join(FLAT_COLUMNS)}) VALUES ({', '.join('?' * len(FLAT_COLUMNS))})",
                 rows,
             )
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _write_error(self.path, error) from error
         return conn.total_changes - before
 
     def check_source_schema(self) -> None:
@@ -274,16 +274,7 @@ class SQLiteStore:
         )
         if row is None:
             return None
-        return Checkpoint(
-            shard=shard,
-            cutoff=row["cutoff"],
-            total=row["total"],
-            last_id=row["last_id"],
-            migrated=row["migrated"],
-            failed=row["failed"],
-            checksum=int(row["checksum"], 16),
-            finished=bool(row["finished"]),
-        )
+        return Checkpoint.from_row(shard, row)
 
     def start_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         self._write(
@@ -313,9 +304,7 @@ class SQLiteStore:
         checkpoint: Checkpoint,
         progress: Progress,
     ) -> None:
-        conn = self._connect(read_only=False)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             conn.executemany(
                 f"INSERT INTO hierarchical_units ({', '.join(UNIT_COLUMNS)}) VALUES ({', '.join('?' * len(UNIT_COLUMNS))})",
                 units,
@@ -326,34 +315,15 @@ class SQLiteStore:
             )
             self._update_checkpoint(conn, checkpoint)
             self._upsert_progress(conn, progress)
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _write_error(self.path, error) from error
 
     def finish(self, checkpoint: Checkpoint, progress: Progress) -> None:
-        conn = self._connect(read_only=False)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             self._update_checkpoint(conn, checkpoint)
             self._upsert_progress(conn, progress)
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _write_error(self.path, error) from error
 
     def save_progress(self, progress: Progress) -> None:
-        conn = self._connect(read_only=False)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._transaction() as conn:
             self._upsert_progress(conn, progress)
-            conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _write_error(self.path, error) from error
 
     @staticmethod
     def _update_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> None:
