@@ -1,41 +1,47 @@
-"""kopf wiring only: read the object, ask the pure core what to do, write status, post Events.
+"""kopf wiring only: read the world, ask the pure core, write the route object, then status and Events.
 
-kopf tells us *when* to look (create, update, resume, and a periodic recheck); each pass reads the
-object afresh, so a pass never acts on a body another pass has already moved past. Passes over one
-object are serialised, and the status write is conditional on the resourceVersion read, so two
-writers can never make status go backwards. Handlers return nothing, so kopf keeps its own
-bookkeeping out of ``status``; its progress and last-handled configuration live in annotations.
+One daemon per migration drives it: it runs a pass, then sleeps until the next step falls due, a
+change to the object wakes it (the update handler), or the recheck interval passes (objects the
+migration depends on, such as the route object or the Services, can change without touching it).
+No busy polling: a migration whose next step is a day away sleeps (up to the recheck) for a day.
+
+Each pass reads the object afresh; the route object is replaced with the resourceVersion read and
+the status written conditionally on the migration's, so a concurrent writer causes a retry on fresh
+data, never a lost edit. The route object is written first: it carries the operator's position
+record, so a pass that dies before its status write is recovered from the route by the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import socket
-import threading
 from typing import Any, cast
 
 import kopf
 
-from . import kube, plan
-from .models import GROUP, PLURAL, VERSION
+from . import controls, kube, plan, traffic
+from .models import GROUP, PLURAL, VERSION, Hal9MigrationSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
-# How often every migration is looked at again even if nothing about it changed: objects it refers
-# to (Services, Deployments) can appear or vanish without touching the Hal9Migration.
+# The longest a migration sleeps between passes: the route object and the workloads it names can
+# change without touching the Hal9Migration.
 RECHECK_SECONDS = float(os.environ.get("HAL9_RECHECK_SECONDS", "30"))
+# kopf's own bookkeeping (progress, last-handled configuration) lives under this prefix, apart from
+# the control annotations (``migration.hal9.ai/promote`` ...), so the two can never clash.
+KOPF_PREFIX = f"kopf.{GROUP}"
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
-    # Timers need a finalizer (kopf stops them before the object goes); name it after the project.
+    # Daemons need a finalizer (kopf stops them before the object goes); name it after the project.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    # A deletion that arrives while a recheck pass runs in its thread waits for that pass to end.
-    # kopf's defaults then look again only after 60 s, so a `kubectl delete` could hang for a minute.
+    # A deletion waits for the daemon to stop; do not let kopf's defaults make that a minute.
     settings.background.instant_exit_timeout = 1.0
     settings.background.cancellation_polling = 2.0
     # Events say who wrote them (the "From" column of `kubectl describe`).
@@ -49,57 +55,143 @@ def login(**kwargs: Any) -> Any:
     return kopf.login_via_client(**kwargs)
 
 
-@kopf.on.resume(*RESOURCE)
-def on_resume(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    reconcile(str(namespace), name, memo, logger)  # namespaced resource: always set
+@kopf.on.update(*RESOURCE)
+async def on_change(memo: Any, **_: Any) -> None:
+    """A spec or annotation change (a control): wake the migration's daemon now."""
+    _wake(memo).set()
 
 
-@kopf.on.create(*RESOURCE)
-def on_create(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    reconcile(str(namespace), name, memo, logger)
+@kopf.daemon(*RESOURCE, cancellation_timeout=10.0)
+async def drive(
+    name: str, namespace: str | None, memo: Any, stopped: Any, logger: kopf.Logger, **_: Any
+) -> None:
+    """Pass after pass until the migration is deleted; a failed pass is retried, never fatal."""
+    wake = _wake(memo)
+    failures = 0
+    while not stopped:
+        wake.clear()
+        try:
+            delay = await asyncio.to_thread(reconcile, str(namespace), name, logger)
+            failures = 0
+        except kube.Conflict as conflict:
+            logger.info("retrying on fresh data: %s", conflict)
+            delay = 0.05
+        except Exception as error:  # one object's failure must not stop its daemon
+            failures += 1
+            delay = min(2.0**failures, RECHECK_SECONDS)
+            logger.error("pass failed, retrying in %.0fs: %s: %s", delay, type(error).__name__, error)
+        await _sleep(wake, stopped, RECHECK_SECONDS if delay is None else min(delay, RECHECK_SECONDS))
 
 
-@kopf.on.update(*RESOURCE, field="spec")
-def on_update(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    reconcile(str(namespace), name, memo, logger)
+def _wake(memo: Any) -> asyncio.Event:
+    event = memo.get("wake")
+    if event is None:
+        event = memo["wake"] = asyncio.Event()
+    return cast(asyncio.Event, event)
 
 
-@kopf.timer(*RESOURCE, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS)
-def on_timer(name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **_: Any) -> None:
-    reconcile(str(namespace), name, memo, logger)
+async def _sleep(wake: asyncio.Event, stopped: Any, seconds: float) -> None:
+    """Until ``seconds`` pass, the object changes, or the daemon is stopped."""
+    if seconds <= 0:
+        return
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
-def reconcile(namespace: str, name: str, memo: Any, logger: kopf.Logger) -> None:
-    """One level-based pass: the same object and world always give the same status."""
-    # kopf's memo is per object; the lock keeps the timer and the change handlers from interleaving.
-    with memo.setdefault("pass_lock", threading.Lock()):
-        obj = kube.read_migration(namespace, name)
-        if obj is None:
-            return
-        generation = int(obj["metadata"].get("generation") or 0)
-        spec = plan.parse_spec(obj.get("spec"))
-        refs = kube.check_references(namespace, plan.references(spec)) if not isinstance(spec, str) else None
-        observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden) if refs else plan.Observed()
-        current = plan.load_status(obj.get("status"))
-        decision = plan.decide(spec, generation, current, observed, datetime.datetime.now(datetime.UTC))
-        if decision.changed:
-            try:
-                kube.patch_status(namespace, name, obj["metadata"]["resourceVersion"], decision.status)
-            except kube.Conflict as conflict:
-                raise kopf.TemporaryError(str(conflict), delay=1) from conflict
-        # Only after the status landed: a retried pass must not announce twice.
-        for event in decision.events:
-            kopf.event(
-                kopf.Body(cast(kopf.RawBody, obj)),
-                type=event.type,
-                reason=event.reason,
-                message=event.message,
+def reconcile(namespace: str, name: str, logger: kopf.Logger) -> float | None:
+    """One level-based pass; returns the seconds until something falls due (None: nothing timed)."""
+    obj = kube.read_migration(namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None  # deleting a migration leaves the route object as it stands
+    generation = int(obj["metadata"].get("generation") or 0)
+    spec = plan.parse_spec(obj.get("spec"))
+    current = plan.load_status(obj.get("status"))
+    present = controls.read(obj["metadata"].get("annotations"))
+    observed, router, route_obj, view = plan.Observed(), None, None, None
+    if not isinstance(spec, str):
+        refs = kube.check_references(namespace, plan.references(spec))
+        observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden)
+        if not (refs.missing or refs.forbidden):
+            router = traffic.router_for(spec, namespace)
+            route_obj = kube.read_route(router)
+            view = _route_view(router, route_obj, spec, namespace, name)
+
+    def decide(route: plan.RouteView | traffic.RouteProblem | None) -> plan.Decision:
+        now = datetime.datetime.now(datetime.UTC)
+        return plan.decide(spec, generation, current, observed, now, name=name, route=route, controls=present)
+
+    decision = decide(view)
+    wrote = False
+    if decision.route is not None and router is not None and route_obj is not None:
+        record = decision.route.record.model_dump(by_alias=True, exclude_none=True, mode="json")
+        try:
+            rendered = traffic.with_memory(
+                router.set_routes(route_obj, decision.route.routing), {**record, "migration": name}
             )
-        logger.info(
-            "reconciled %s/%s generation %s: %s%s",
-            namespace,
-            name,
-            generation,
-            decision.summary,
-            "" if decision.changed else " (no change)",
+        except traffic.RouteProblem as problem:  # e.g. more match routes than the CRD allows
+            decision = decide(problem)
+        else:
+            if rendered != route_obj:
+                kube.replace_route(router, rendered)
+                wrote = True
+    if decision.changed:
+        kube.patch_status(namespace, name, obj["metadata"]["resourceVersion"], decision.status)
+    # Only after the status landed: a retried pass must not announce twice.
+    for event in decision.events:
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, obj)), type=event.type, reason=event.reason, message=event.message
         )
+    if decision.consume:
+        kube.remove_annotations(
+            namespace, name, {controls.annotation(c.verb): c.value for c in decision.consume}
+        )
+    logger.info(
+        "pass over %s/%s generation %s: %s%s",
+        namespace,
+        name,
+        generation,
+        decision.summary,
+        "" if decision.changed or wrote else " (no change)",
+    )
+    return decision.requeue_after
+
+
+def _route_view(
+    router: traffic.Router,
+    obj: dict[str, Any] | None,
+    spec: Hal9MigrationSpec,
+    namespace: str,
+    name: str,
+) -> plan.RouteView | traffic.RouteProblem:
+    """What the pure core needs to know about the route object."""
+    if obj is None:
+        return traffic.RouteProblem(
+            "RouteNotFound",
+            f"{router.kind} {namespace}/{router.name} not found; the migration resumes when it exists",
+        )
+    try:
+        routing = router.read_routes(obj)
+    except traffic.RouteProblem as problem:
+        return problem
+    memory = traffic.read_memory(obj)
+    owner = memory.get("migration") if memory else None
+    in_use = (
+        f"{namespace}/{owner}"
+        if isinstance(owner, str) and owner != name and kube.migration_exists(namespace, owner)
+        else None
+    )
+    shadow = traffic.Routing(0, spec.phases.shadow.mirror_percent, tuple(spec.targeting))
+    return plan.RouteView(
+        observed=routing,
+        memory=plan.load_record(memory) if owner == name else None,
+        owner=in_use,
+        unsupported=router.unsupported(shadow),
+    )

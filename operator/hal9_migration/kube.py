@@ -15,6 +15,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from .models import GROUP, PLURAL, VERSION
+from .traffic import Router
 
 # (connect, read) seconds: a stalled connection must fail the pass (kopf retries it), never hang a
 # handler thread, which would also hold up deletion (kopf stops timers before removing its finalizer).
@@ -95,3 +96,72 @@ def check_references(namespace: str, references: Iterable[tuple[str, str]]) -> R
             else:
                 raise
     return found
+
+
+# --- route objects ---------------------------------------------------------------------------------
+
+
+def read_route(router: Router) -> dict[str, Any] | None:
+    """The route object the router drives, or None if it does not exist."""
+    try:
+        obj = kubernetes.client.CustomObjectsApi(_api()).get_namespaced_custom_object(
+            router.group,
+            router.version,
+            router.backends.namespace,
+            router.plural,
+            router.name,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], obj)
+
+
+def replace_route(router: Router, obj: dict[str, Any]) -> None:
+    """Replace the route object; ``obj`` carries the resourceVersion read, so a concurrent edit
+    makes this fail with Conflict (and the pass is retried on fresh data) instead of being lost."""
+    try:
+        kubernetes.client.CustomObjectsApi(_api()).replace_namespaced_custom_object(
+            router.group,
+            router.version,
+            router.backends.namespace,
+            router.plural,
+            router.name,
+            obj,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as error:
+        if error.status == 409:
+            raise Conflict(
+                f"{router.kind} {router.backends.namespace}/{router.name} changed since it was read"
+            ) from error
+        raise
+
+
+def migration_exists(namespace: str, name: str) -> bool:
+    return read_migration(namespace, name) is not None
+
+
+def remove_annotations(namespace: str, name: str, annotations: dict[str, str]) -> None:
+    """Remove each annotation if it still has the value acted on (a JSON-patch test guards each, so
+    one set again meanwhile with a new value stays for the next pass)."""
+    api = kubernetes.client.CustomObjectsApi(_api())
+    for key, value in annotations.items():
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        body = [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+        try:
+            api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                _content_type="application/json-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status not in (404, 409, 422):  # gone, or the value changed: leave it
+                raise

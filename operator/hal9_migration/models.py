@@ -225,12 +225,44 @@ class StringMatch(Model):
 
     exact: str | None = Field(None, max_length=256)
     prefix: str | None = Field(None, max_length=256)
-    regex: str | None = Field(None, max_length=256)
+    regex: str | None = Field(
+        None,
+        max_length=256,
+        description="An RE2 regular expression (the syntax Envoy and Istio use) for the header value.",
+        json_schema_extra=k8s(
+            # CEL's matches() is RE2 (Go's regexp) and compiles a non-constant pattern when the rule runs:
+            # an invalid one makes both sides an error, and an error || an error is an error, which the
+            # API server reports with the compiler's words, then this message. A valid pattern makes
+            # exactly one side true.
+            cel(
+                "''.matches(self) || !''.matches(self)",
+                "regex must be a valid RE2 regular expression (the syntax Envoy and Istio use)",
+            )
+        ),
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StringMatch:
         if [self.exact, self.prefix, self.regex].count(None) != 2:
             raise ValueError("set exactly one of exact, prefix or regex")
+        return self
+
+    @model_validator(mode="after")
+    def _regex_is_re2(self) -> StringMatch:
+        # google-re2 is the C++ RE2 that Envoy compiles route regexes with, so what passes here is what
+        # the mesh accepts (Python's re accepts lookarounds and backreferences that RE2 refuses).
+        import re2
+
+        if self.regex is not None:
+            options = re2.Options()
+            options.log_errors = False  # the error is raised below; RE2 must not also print it
+            try:
+                re2.compile(self.regex, options)
+            except re2.error as error:
+                reason = error.args[0].decode(errors="replace") if error.args else "invalid pattern"
+                raise ValueError(
+                    f"regex must be a valid RE2 regular expression (the syntax Envoy and Istio use): {reason}"
+                ) from None
         return self
 
 
@@ -292,6 +324,17 @@ class GatewayAPIRouter(Model):
     http_route: DNS1123Subdomain = Field(
         alias="httpRoute", description="HTTPRoute in the migration's namespace."
     )
+    rules: list[DNS1123Subdomain] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Named rules to manage; empty means every rule with a backendRef to either Service.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> GatewayAPIRouter:
+        _require_unique(self.rules, "gatewayAPI.rules")
+        return self
 
 
 class SMIRouter(Model):
@@ -667,7 +710,57 @@ class HistoryEntry(StatusModel):
     to_phase: Phase | None = Field(None, alias="to")
     weight: int | None = None
     reason: str
+    message: str = ""
     actor: str = "operator"
+
+
+class PositionRecord(StatusModel):
+    """Where the route object stands, as the operator last wrote it.
+
+    The same record goes onto the route object (an annotation, in the same write as the weights), so
+    a restarted operator knows the position even when the status write after it never landed.
+    ``phase`` is absent before Shadow: the migration has not started, or was aborted to all-flat.
+    """
+
+    phase: Phase | None = None
+    step: int = Field(0, ge=0)
+    weight: Percent = 0
+    mirror: Percent = 0
+    since: str = Field(description="When the route object took this position (RFC 3339, milliseconds).")
+    reason: str = ""
+    actor: str = "operator"
+    control: str | None = Field(None, description="The control annotation (verb=value) behind this move.")
+    held: list[str] = Field(
+        default_factory=list, description="Components a Partial rollback left as they were."
+    )
+    generation: int | None = Field(None, description="The spec generation this move was made for.")
+
+
+class GateStatus(StatusModel):
+    """The gate the current step waits on, and since when."""
+
+    name: str
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    reason: str = ""
+    since: str
+
+
+class Halt(StatusModel):
+    """A stop that only a person ends: a ``retry`` annotation or a new spec generation."""
+
+    reason: str
+    message: str = ""
+    generation: int
+    time: str
+
+
+class ControlsStatus(StatusModel):
+    """What the control annotations have set, and which ones were acted on."""
+
+    paused_by: str | None = Field(None, description="Who paused the migration with the pause annotation.")
+    # verb -> annotation value acted on; kept until the annotation is seen gone, so an annotation
+    # whose removal was lost (a crash) is never acted on twice.
+    consumed: dict[str, str] = Field(default_factory=dict)
 
 
 class Hal9MigrationStatus(StatusModel):
@@ -682,6 +775,10 @@ class Hal9MigrationStatus(StatusModel):
     step: int | None = None
     weight: Percent | None = None
     mirror_percent: Percent | None = None
+    position: PositionRecord | None = None
+    gate: GateStatus | None = None
+    halt: Halt | None = None
+    controls: ControlsStatus | None = None
     analysis: AnalysisStatus | None = None
     state_migration: StateMigrationStatus | None = None
     health: HealthStatus | None = None

@@ -1,22 +1,49 @@
-"""Desired spec + observed world -> the next status and what to announce (pure).
+"""One pass of the migration: spec + status + what the cluster holds -> the next status and at most
+one route write (pure).
 
-This is the walking skeleton of the decision core: it validates the spec, checks that the workloads it
-names exist, and states the outcome as conditions. The phase machine (weights, gates, rollback) grows
-here in later issues; the shape stays: one pure function per pass, no I/O.
+The pass is level-based. It reads where the route object stands (the operator's position record on
+it, written in the same request as the weights, or failing that ``status.position``), compares it
+with the declared target, and takes at most one step: forward when the step's hold time is over and
+its gate passes, backward when the spec was reverted to an earlier target, or a rewrite of the same
+position when someone changed the weights by hand. Repeating a pass on the same input changes
+nothing, so a restarted operator, a lost watch or a replayed event never skips or repeats a step.
+
+The edge (``handlers.py``) gathers the inputs, renders the returned ``RouteWrite`` with the router,
+writes it, then writes the status, posts the Events and removes the consumed control annotations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from . import conditions
+from . import conditions, gates, phases, rollback
 from .conditions import Desired
-from .models import Condition, Hal9MigrationSpec, Hal9MigrationStatus
+from .controls import Control, Verb
+from .flags import targeting_at
+from .models import (
+    Condition,
+    ControlsStatus,
+    GateStatus,
+    Hal9MigrationSpec,
+    Hal9MigrationStatus,
+    Halt,
+    HistoryEntry,
+    PositionRecord,
+    Snapshot,
+    parse_duration,
+)
+from .phases import START, Position
+from .traffic.base import ObservedRouting, RouteProblem, Routing
+
+HISTORY_LIMIT = 100
+SNAPSHOT_LIMIT = 20
+ABORTED = "Aborted"
+DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 
 @dataclass(frozen=True)
@@ -35,10 +62,31 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class RouteView:
+    """The route object as the edge found it."""
+
+    observed: ObservedRouting
+    memory: PositionRecord | None = None  # the operator's record on it, when it names this migration
+    owner: str | None = None  # another existing migration that drives this route object
+    unsupported: str | None = None  # why the router can never carry this spec's routing
+
+
+@dataclass(frozen=True)
+class RouteWrite:
+    """What the route object must hold after this pass (written only if it differs)."""
+
+    routing: Routing
+    record: PositionRecord
+
+
+@dataclass(frozen=True)
 class Decision:
     status: dict[str, Any]  # the full new status, camelCase, ready to patch
     changed: bool  # False when the status already says exactly this
     events: list[Event] = field(default_factory=list)
+    route: RouteWrite | None = None
+    consume: list[Control] = field(default_factory=list)  # annotations to remove
+    requeue_after: float | None = None  # seconds until something falls due; None: nothing timed
     summary: str = ""
 
 
@@ -77,6 +125,14 @@ def load_status(raw: Mapping[str, Any] | None) -> Hal9MigrationStatus:
         return Hal9MigrationStatus.model_validate(readable)
 
 
+def load_record(raw: Any) -> PositionRecord | None:
+    """A position record read from a route object's annotation, or None if it is not one."""
+    try:
+        return PositionRecord.model_validate(raw)
+    except ValidationError:
+        return None
+
+
 def references(spec: Hal9MigrationSpec) -> list[tuple[str, str]]:
     """The (kind, name) pairs the spec points at, which must exist before anything moves."""
     return [
@@ -87,46 +143,582 @@ def references(spec: Hal9MigrationSpec) -> list[tuple[str, str]]:
     ]
 
 
+def timestamp(now: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds: step times must be finer than conditions' seconds."""
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def later(when: datetime, delta: timedelta) -> datetime:
+    """``when + delta``, clamped: a 999999-day duration must not overflow the calendar."""
+    try:
+        return when + delta
+    except OverflowError:
+        return datetime.max.replace(tzinfo=when.tzinfo)
+
+
+class _Journal:
+    """History entries and Events produced by one pass."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.entries: list[HistoryEntry] = []
+        self.events: list[Event] = []
+
+    def record(
+        self,
+        reason: str,
+        message: str,
+        *,
+        before: Position | None = None,
+        after: Position | None = None,
+        actor: str = "operator",
+        warning: bool = False,
+        time: str | None = None,
+    ) -> None:
+        self.entries.append(
+            HistoryEntry(
+                time=time or conditions.timestamp(self.now),
+                from_phase=before.phase if before else None,
+                to_phase=after.phase if after else None,
+                weight=after.weight if after else None,
+                reason=reason,
+                message=message,
+                actor=actor,
+            )
+        )
+        self.events.append(Event("Warning" if warning else "Normal", reason, f"{message} (by {actor})"))
+
+
+@dataclass
+class _Outcome:
+    """Where the pass leaves the migration, for conditions and the next wake-up."""
+
+    state: Literal["moving", "waiting", "target", "paused", "halted"]
+    reason: str
+    message: str
+    due: datetime | None = None
+
+
 def decide(
     spec: Hal9MigrationSpec | str,
     generation: int,
     current: Hal9MigrationStatus,
     observed: Observed,
     now: datetime,
+    *,
+    name: str = "",
+    route: RouteView | RouteProblem | None = None,
+    controls: Sequence[Control] = (),
 ) -> Decision:
-    """One pass: what the status should say now."""
+    """One pass: what the status should say now, and what the route object should hold."""
+    journal = _Journal(now)
     if isinstance(spec, str):
-        wanted = _stalled("InvalidSpec", f"The spec is invalid: {spec}")
         paused = Desired("Paused", "Unknown", "InvalidSpec", "The spec cannot be read")
-        summary = "invalid spec"
-    else:
-        paused = _paused(spec)
-        if observed.forbidden:
-            message = "The operator may not read: " + ", ".join(observed.forbidden) + "; check its RBAC"
-            wanted = _stalled("ReferenceForbidden", message)
-            summary = "references forbidden"
-        elif observed.missing:
-            wanted = _stalled("ReferenceNotFound", "Not found: " + ", ".join(observed.missing))
-            summary = "missing references"
-        else:
-            wanted = _resolved()
-            summary = "references resolved"
+        return _finish(
+            current,
+            generation,
+            now,
+            journal,
+            _stalled("InvalidSpec", f"The spec is invalid: {spec}"),
+            paused,
+            "invalid spec",
+        )
+    paused_now = _paused_condition(spec, current.controls)
+    problem = _problem(spec, observed, route)
+    if problem is not None:
+        reason, message = problem
+        return _finish(current, generation, now, journal, _stalled(reason, message), paused_now, reason)
+    assert isinstance(route, RouteView)  # _problem() reports anything else
+    return _Pass(spec, generation, current, route, list(controls), name, now, journal).run()
 
-    new_conditions = conditions.apply(current.conditions, [*wanted, paused], generation, now)
+
+def _problem(
+    spec: Hal9MigrationSpec, observed: Observed, route: RouteView | RouteProblem | None
+) -> tuple[str, str] | None:
+    """Why nothing can move without a change to the cluster or spec, or None."""
+    if observed.forbidden:
+        return "ReferenceForbidden", "The operator may not read: " + ", ".join(
+            observed.forbidden
+        ) + "; check its RBAC"
+    if observed.missing:
+        return "ReferenceNotFound", "Not found: " + ", ".join(observed.missing)
+    if route is None:
+        return "RouteNotFound", "The route object has not been read"
+    if isinstance(route, RouteProblem):
+        return route.reason, route.message
+    if route.owner is not None:
+        return (
+            "RouteInUse",
+            f"The route object is driven by Hal9Migration {route.owner}; one migration per route object",
+        )
+    if route.unsupported is not None:
+        return "UnsupportedByRouter", route.unsupported
+    return None
+
+
+class _Pass:
+    """The steps of one pass over a valid spec and a usable route object."""
+
+    def __init__(
+        self,
+        spec: Hal9MigrationSpec,
+        generation: int,
+        current: Hal9MigrationStatus,
+        route: RouteView,
+        present: list[Control],
+        name: str,
+        now: datetime,
+        journal: _Journal,
+    ) -> None:
+        self.spec, self.generation, self.current, self.route = spec, generation, current, route
+        self.present, self.name, self.now, self.journal = present, name, now, journal
+        self.controls = (current.controls or ControlsStatus()).model_copy(deep=True)
+        self.halt = current.halt
+        self.gate = current.gate
+        self.consume: list[Control] = []
+        self.promote: Control | None = None
+        self.aborted_by = "operator"
+        self.frozen = False  # assessing the position a move just reached: no second move, no notes
+        self.snapshots = list(current.snapshots)
+
+    # --- the pass --------------------------------------------------------------------------------
+
+    def run(self) -> Decision:
+        record = self._where_the_route_stands()
+        if self.halt is not None and self.halt.generation != self.generation:
+            self.journal.record(
+                "HaltCleared", f"A new spec (generation {self.generation}) ends the {self.halt.reason} stop"
+            )
+            self.halt = None
+        self._apply_controls(record)
+        here = _position(record)
+        path = phases.path(self.spec)
+        target = path[-1]
+        new_record, outcome = self._step(record, here, path, target)
+        if outcome is None:  # it moved: say where that leaves it, as the next pass would see it
+            self.frozen = True
+            _, outcome = self._step(new_record, _position(new_record), path, target)
+            outcome = outcome or _Outcome(
+                "moving",
+                "Progressing",
+                f"At {_position(new_record).label()}: the next step is due now",
+                self.now,
+            )
+        write = None
+        if new_record is not None:
+            held = tuple(new_record.held) if new_record.generation == self.generation else ()
+            there = _position(new_record)
+            write = RouteWrite(
+                Routing(there.weight, there.mirror, targeting_at(self.spec, there, held)), new_record
+            )
+        return self._decision(new_record, outcome, write)
+
+    def _where_the_route_stands(self) -> PositionRecord | None:
+        """The route's own record when it is newer than status (a status write was lost), else status's."""
+        memory, known = self.route.memory, self.current.position
+        if memory is None:
+            return known
+        if known is None or _since(memory) > _since(known):
+            if known is None or (memory.phase, memory.step, memory.weight) != (
+                known.phase,
+                known.step,
+                known.weight,
+            ):
+                # The pass that moved the route died before its status write: record its move now.
+                self.journal.record(
+                    memory.reason or "Advanced",
+                    f"{_position(memory).label()} (recorded after an operator restart)",
+                    before=_position(known) if known else START,
+                    after=_position(memory),
+                    actor=memory.actor,
+                    time=conditions.timestamp(_since(memory)),
+                )
+            if memory.control:
+                verb, _, value = memory.control.partition("=")
+                self.controls.consumed[verb] = value
+            return memory
+        return known
+
+    def _apply_controls(self, record: PositionRecord | None) -> None:
+        present_verbs = {c.verb.value for c in self.present}
+        for verb in [v for v in self.controls.consumed if v not in present_verbs]:
+            del self.controls.consumed[verb]  # seen removed: a new annotation with this value acts again
+        for control in self.present:
+            self.consume.append(control)
+            if self.controls.consumed.get(control.verb.value) == control.value:
+                continue  # acted on already; only its removal was lost
+            self.controls.consumed[control.verb.value] = control.value
+            self._act(control, record)
+
+    def _act(self, control: Control, record: PositionRecord | None) -> None:
+        actor, journal = control.actor, self.journal
+        if control.verb is Verb.PAUSE:
+            self.controls.paused_by = actor
+            journal.record("Paused", "Paused by annotation: no step will be taken until resume", actor=actor)
+        elif control.verb is Verb.RESUME:
+            self.controls.paused_by = None
+            still = " (spec.paused still holds it)" if self.spec.paused else ""
+            journal.record("Resumed", f"Resumed by annotation{still}", actor=actor)
+        elif control.verb is Verb.ABORT:
+            self.aborted_by = actor
+            self.halt = Halt(
+                reason=ABORTED,
+                message=f"Aborted by {actor}: all traffic to flat; retry or change the spec to go on",
+                generation=self.generation,
+                time=conditions.timestamp(self.now),
+            )
+            journal.record(
+                ABORTED,
+                "Abort requested: all traffic goes back to flat and the migration holds",
+                actor=actor,
+                warning=True,
+            )
+        elif control.verb is Verb.RETRY:
+            if self.halt is not None:
+                journal.record("Retried", f"Retry ends the {self.halt.reason} stop", actor=actor)
+            else:
+                journal.record(
+                    "Retried", "Retry: nothing was stopped; the deadline clock restarts", actor=actor
+                )
+            self.halt = None
+            self.gate = None  # the deadline counts again from now
+        elif control.verb is Verb.PROMOTE:
+            self.promote = control
+
+    # --- choosing the step -------------------------------------------------------------------------
+
+    def _step(
+        self, record: PositionRecord | None, here: Position, path: list[Position], target: Position
+    ) -> tuple[PositionRecord | None, _Outcome | None]:
+        """At most one move (then the outcome is None), or why not."""
+        if self.halt is not None and self.halt.reason == ABORTED:
+            self._ignore_promote("the migration is aborted; retry first")
+            if record is not None and here != START:
+                return self._move(record, START, ABORTED, actor=self.aborted_by), None
+            return record, _Outcome("halted", ABORTED, self.halt.message)
+        if here.rank > target.rank:
+            self._ignore_promote("the migration is walking back")
+            return self._back(record, here, target)
+        index = phases.locate(path, here.rank)
+        if path[index].rank == here.rank and index == len(path) - 1:
+            self._ignore_promote("the declared target is reached")
+            held = tuple(record.held) if record and record.generation == self.generation else ()
+            if held:
+                return record, _Outcome(
+                    "target", rollback.PARTIALLY_ROLLED_BACK, self._held_message(here, held)
+                )
+            if record is not None and record.reason == rollback.ROLLED_BACK:
+                reached = _Outcome(
+                    "target", rollback.ROLLED_BACK, f"Walked back to {target.label()} as declared"
+                )
+            else:
+                reached = _Outcome("target", "TargetReached", f"Holding at {target.label()} as declared")
+            return self._resync(record, target), reached
+        upcoming = path[index + 1]
+        return self._forward(record, here, upcoming, target)
+
+    def _forward(
+        self, record: PositionRecord | None, here: Position, upcoming: Position, target: Position
+    ) -> tuple[PositionRecord | None, _Outcome | None]:
+        promote = self.promote
+        if promote is None:
+            if self.halt is not None:
+                return self._resync(record, here), _Outcome("halted", self.halt.reason, self.halt.message)
+            if self.spec.paused or self.controls.paused_by:
+                who = (
+                    "spec.paused" if self.spec.paused else f"the pause annotation ({self.controls.paused_by})"
+                )
+                return self._resync(record, here), _Outcome(
+                    "paused", "Paused", f"Paused by {who} at {here.label()}; target {target.label()}"
+                )
+        if record is None or here == START:
+            moved = self._move(
+                record,
+                upcoming,
+                "Started",
+                snapshot_of=here,
+                actor=promote.actor if promote else "operator",
+                control=promote,
+            )
+            return moved, None
+        since = _since(record)
+        due = later(since, phases.hold_time(self.spec, here.phase))
+        if promote is not None:
+            self.halt = None
+            return self._move(
+                record, upcoming, "Promoted", snapshot_of=here, actor=promote.actor, control=promote
+            ), None
+        if self.now < due:
+            return self._resync(record, here), _Outcome(
+                "waiting",
+                "WaitingForStep",
+                f"At {here.label()} until {conditions.timestamp(due)}; next {upcoming.label()}",
+                due,
+            )
+        result = gates.gate_for(self.spec, here).check(self.spec, here)
+        if result.passed:
+            moved = self._move(
+                record,
+                upcoming,
+                "Advanced",
+                snapshot_of=here,
+                message=f"{upcoming.label()}: gate {result.gate} passed: {result.reason}",
+            )
+            return moved, None
+        return self._resync(record, here), self._wait_for_gate(here, upcoming, result)
+
+    def _wait_for_gate(self, here: Position, upcoming: Position, result: gates.GateResult) -> _Outcome:
+        started = parse_time(self.gate.since) if self.gate and self.gate.name == result.gate else None
+        since = started or self.now
+        self.gate = GateStatus(
+            name=result.gate, verdict=result.verdict.value, reason=result.reason, since=timestamp(since)
+        )
+        deadline = later(since, parse_duration(self.spec.progress_deadline))
+        if self.now >= deadline:
+            message = (
+                f"{here.label()}: gate {result.gate} has not passed within progressDeadline "
+                f"{self.spec.progress_deadline}: {result.reason}"
+            )
+            self.halt = Halt(
+                reason=DEADLINE_EXCEEDED,
+                message=message,
+                generation=self.generation,
+                time=conditions.timestamp(self.now),
+            )
+            self.journal.record(DEADLINE_EXCEEDED, message, warning=True)
+            return _Outcome("halted", DEADLINE_EXCEEDED, message)
+        message = (
+            f"At {here.label()}: waiting for gate {result.gate} ({result.verdict.value}: {result.reason}) "
+            f"before {upcoming.label()}; stalls at {conditions.timestamp(deadline)}"
+        )
+        return _Outcome("waiting", "WaitingForGate", message, deadline)
+
+    def _back(
+        self, record: PositionRecord | None, here: Position, target: Position
+    ) -> tuple[PositionRecord | None, _Outcome | None]:
+        assert record is not None  # a position above START was recorded
+        step = rollback.step_back(self.spec, here, _since(record), record.reason, target, self.now)
+        if step.waiting:
+            return self._resync(record, here), _Outcome(
+                "moving",
+                rollback.ROLLING_BACK,
+                f"Walking back to {target.label()}: at {here.weight}%, next step at "
+                f"{conditions.timestamp(step.wait_until or self.now)}",
+                step.wait_until,
+            )
+        if step.held:
+            held = tuple(step.held)
+            if step.position != here or tuple(record.held) != held or record.generation != self.generation:
+                return self._move(record, step.position, step.reason, held=held), None
+            return record, _Outcome(
+                "target", rollback.PARTIALLY_ROLLED_BACK, self._held_message(step.position, held)
+            )
+        return self._move(
+            record,
+            step.position,
+            step.reason,
+            message=f"Walking back to {target.label()}: {step.position.label()}",
+        ), None
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+
+    def _move(
+        self,
+        record: PositionRecord | None,
+        to: Position,
+        reason: str,
+        *,
+        actor: str = "operator",
+        control: Control | None = None,
+        snapshot_of: Position | None = None,
+        held: tuple[str, ...] = (),
+        message: str | None = None,
+    ) -> PositionRecord | None:
+        if self.frozen:
+            return record
+        self.promote = None
+        before = _position(record)
+        if snapshot_of is not None and to.phase != before.phase:
+            self.snapshots = [*self.snapshots, self._snapshot(before)][-SNAPSHOT_LIMIT:]
+        self.gate = None
+        self.journal.record(
+            reason, message or to.label(), before=before, after=to, actor=actor, warning=reason == ABORTED
+        )
+        return PositionRecord(
+            phase=to.phase,
+            step=to.step,
+            weight=to.weight,
+            mirror=to.mirror,
+            since=timestamp(self.now),
+            reason=reason,
+            actor=actor,
+            control=control.token if control else None,
+            held=list(held),
+            generation=self.generation,
+        )
+
+    def _resync(self, record: PositionRecord | None, here: Position) -> PositionRecord | None:
+        """The same position; note it when the route object was changed behind the operator's back."""
+        if record is None or self.frozen:
+            return record
+        seen = self.route.observed
+        if (seen.weight, seen.mirror) != (record.weight, record.mirror):
+            self.journal.record(
+                "RouteRestored",
+                f"The route object held weight {seen.weight}%, mirror {seen.mirror}%; "
+                f"restored {here.label()}",
+                before=here,
+                after=here,
+                warning=True,
+            )
+        return record
+
+    def _ignore_promote(self, why: str) -> None:
+        if self.promote is not None:
+            self.journal.record(
+                "PromoteIgnored", f"Nothing to promote: {why}", actor=self.promote.actor, warning=True
+            )
+            self.promote = None
+
+    def _held_message(self, here: Position, held: tuple[str, ...]) -> str:
+        return (
+            f"Partial rollback: {', '.join(held)} left as it was (not in rollback.partial.components); "
+            f"the route object holds {here.label()}"
+        )
+
+    def _snapshot(self, before: Position) -> Snapshot:
+        return Snapshot(
+            time=conditions.timestamp(self.now),
+            phase=before.phase,
+            weight=before.weight,
+            spec=self.spec.model_dump(by_alias=True, mode="json"),
+            targeting=[
+                rule.model_dump(by_alias=True, mode="json", exclude_none=True) for rule in self.spec.targeting
+            ],
+        )
+
+    # --- the status ------------------------------------------------------------------------------
+
+    def _decision(
+        self, record: PositionRecord | None, outcome: _Outcome, write: RouteWrite | None
+    ) -> Decision:
+        here = _position(record) if record else None
+        update: dict[str, Any] = {
+            "position": record,
+            "phase": here.phase if here else None,
+            "step": here.step if here else None,
+            "weight": here.weight if here else None,
+            "mirror_percent": here.mirror if here else None,
+            "gate": self.gate if outcome.reason == "WaitingForGate" else None,
+            "halt": self.halt,
+            "controls": self.controls if (self.controls.paused_by or self.controls.consumed) else None,
+            "snapshots": self.snapshots,
+        }
+        current = self.current.model_copy(update=update)
+        wanted = _outcome_conditions(outcome)
+        paused = _paused_condition(self.spec, self.controls)
+        decision = _finish(
+            current,
+            self.generation,
+            self.now,
+            self.journal,
+            wanted,
+            paused,
+            outcome.reason,
+            previous=self.current,
+        )
+        requeue = None
+        if outcome.due is not None:
+            requeue = max(0.0, (outcome.due - self.now).total_seconds())
+        elif outcome.state == "moving":
+            requeue = 0.0
+        return Decision(
+            status=decision.status,
+            changed=decision.changed,
+            events=decision.events,
+            route=write,
+            consume=self.consume,
+            requeue_after=requeue,
+            summary=f"{outcome.reason}: {outcome.message}",
+        )
+
+
+def _position(record: PositionRecord | None) -> Position:
+    if record is None:
+        return START
+    return Position(record.phase, record.step, record.weight, record.mirror)
+
+
+def _since(record: PositionRecord) -> datetime:
+    return parse_time(record.since) or datetime.min.replace(tzinfo=UTC)
+
+
+def _finish(
+    current: Hal9MigrationStatus,
+    generation: int,
+    now: datetime,
+    journal: _Journal,
+    wanted: list[Desired],
+    paused: Desired,
+    summary: str,
+    previous: Hal9MigrationStatus | None = None,
+) -> Decision:
+    """Merge conditions and history into the status; Events for what changed."""
+    before = previous or current
+    new_conditions = conditions.apply(before.conditions, [*wanted, paused], generation, now)
+    history = [*before.history, *journal.entries][-HISTORY_LIMIT:]
     status = dump_status(
-        current.model_copy(update={"observed_generation": generation, "conditions": new_conditions})
+        current.model_copy(
+            update={"observed_generation": generation, "conditions": new_conditions, "history": history}
+        )
     )
-    events = [_event(c) for c in conditions.transitions(current.conditions, new_conditions)]
-    return Decision(
-        status=status,
-        changed=status != dump_status(current),
-        events=[e for e in events if e is not None],
-        summary=summary,
-    )
+    announced = {e.reason for e in journal.events}
+    events = list(journal.events)
+    for condition in conditions.transitions(before.conditions, new_conditions):
+        event = _event(condition)
+        if event is not None and event.reason not in announced:
+            events.append(event)
+    return Decision(status=status, changed=status != dump_status(before), events=events, summary=summary)
 
 
 def dump_status(status: Hal9MigrationStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _outcome_conditions(outcome: _Outcome) -> list[Desired]:
+    reason, message = outcome.reason, outcome.message
+    degraded = Desired("Degraded", "False", "NoAnalysis", "No health analysis has run")
+    if outcome.state == "halted":
+        return _stalled(reason, message)
+    if outcome.state == "target":
+        return [
+            Desired("Ready", "True", reason, message),
+            Desired("Reconciling", "False", reason, ""),
+            Desired("Stalled", "False", reason, ""),
+            degraded,
+        ]
+    if outcome.state == "paused":
+        return [
+            Desired("Ready", "False", reason, message),
+            Desired("Reconciling", "False", reason, message),
+            Desired("Stalled", "False", reason, ""),
+            degraded,
+        ]
+    return [
+        Desired("Ready", "False", reason, message),
+        Desired("Reconciling", "True", reason, message),
+        Desired("Stalled", "False", reason, ""),
+        degraded,
+    ]
 
 
 def _stalled(reason: str, message: str) -> list[Desired]:
@@ -138,22 +730,13 @@ def _stalled(reason: str, message: str) -> list[Desired]:
     ]
 
 
-def _resolved() -> list[Desired]:
-    message = (
-        "Flat and hierarchical Services and Deployments exist; "
-        "phase progression is not implemented in this version"
-    )
-    return [
-        Desired("Ready", "True", "ReferencesResolved", message),
-        Desired("Reconciling", "False", "ReferencesResolved", ""),
-        Desired("Stalled", "False", "ReferencesResolved", ""),
-        Desired("Degraded", "False", "NoAnalysis", "No health analysis has run"),
-    ]
-
-
-def _paused(spec: Hal9MigrationSpec) -> Desired:
+def _paused_condition(spec: Hal9MigrationSpec, state: ControlsStatus | None) -> Desired:
     if spec.paused:
-        return Desired("Paused", "True", "PausedBySpec", "spec.paused is true: no step will be taken")
+        return Desired("Paused", "True", "PausedBySpec", "spec.paused is true: no step forward will be taken")
+    if state is not None and state.paused_by:
+        return Desired(
+            "Paused", "True", "PausedByAnnotation", f"Paused by {state.paused_by} with the pause annotation"
+        )
     return Desired("Paused", "False", "NotPaused", "")
 
 

@@ -1,0 +1,91 @@
+"""A pure stand-in for the cluster around ``plan.decide``: one route object in memory and a clock.
+
+It does what the edge does (apply the route write, keep the status, remove consumed annotations)
+without any I/O, so the phase machine can be driven through whole migrations in unit tests. The
+route object is the NoopRouter's, so the same render path as production is used.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from hal9_migration import controls, plan
+from hal9_migration.traffic.base import ObservedRouting
+
+
+@dataclass
+class Route:
+    weight: int = 0
+    mirror: int = 0
+    targeting: tuple[str, ...] = ()
+    record: dict[str, Any] | None = None  # the operator's position record, as on the annotation
+
+
+@dataclass
+class World:
+    spec: dict[str, Any]
+    now: datetime
+    name: str = "m"
+    generation: int = 1
+    status: dict[str, Any] = field(default_factory=dict)
+    route: Route = field(default_factory=Route)
+    annotations: dict[str, str] = field(default_factory=dict)
+    writes: list[tuple[int, int]] = field(default_factory=list)  # (weight, mirror) after each route change
+    decisions: list[plan.Decision] = field(default_factory=list)
+
+    def edit(self, **changes: Any) -> None:
+        """A spec change (kubectl apply / git revert): a new generation."""
+        self.spec = {**copy.deepcopy(self.spec), **changes}
+        self.generation += 1
+
+    def step(self, seconds: float = 0) -> plan.Decision:
+        self.now += timedelta(seconds=seconds)
+        record = plan.load_record(self.route.record) if self.route.record else None
+        view = plan.RouteView(
+            ObservedRouting(self.route.weight, self.route.mirror, self.route.targeting), memory=record
+        )
+        decision = plan.decide(
+            plan.parse_spec(self.spec),
+            self.generation,
+            plan.load_status(self.status),
+            plan.Observed(),
+            self.now,
+            name=self.name,
+            route=view,
+            controls=controls.read(self.annotations),
+        )
+        if decision.route is not None:
+            routing = decision.route.routing
+            targeting = (
+                self.route.targeting
+                if routing.targeting is None
+                else tuple(r.name for r in routing.targeting)
+            )
+            before = (self.route.weight, self.route.mirror) if self.route.record else None
+            self.route = Route(
+                routing.weight,
+                routing.mirror,
+                targeting,
+                decision.route.record.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            )
+            if (routing.weight, routing.mirror) != before:
+                self.writes.append((routing.weight, routing.mirror))
+        self.status = decision.status
+        for control in decision.consume:
+            key = controls.annotation(control.verb)
+            if self.annotations.get(key) == control.value:
+                del self.annotations[key]
+        self.decisions.append(decision)
+        return decision
+
+    def run(self, seconds: float, tick: float = 1.0) -> None:
+        """Passes every ``tick`` seconds for ``seconds``."""
+        for _ in range(int(seconds / tick)):
+            self.step(tick)
+
+    def condition(self, type_: str) -> tuple[str, str]:
+        found = [c for c in self.status.get("conditions", []) if c["type"] == type_]
+        return (found[0]["status"], found[0]["reason"]) if found else ("", "")
