@@ -4,18 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration e2e lint crd controlplane venv clean bench-state
+.PHONY: demo test unit integration e2e lint crd controlplane kstatus venv clean bench-state bench-operator
 
 demo: venv controlplane
 	bash hack/demo.sh
 
-test: venv controlplane lint
+test: venv controlplane kstatus lint
 	$(VENV)/bin/pytest tests
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-integration: venv controlplane
+integration: venv controlplane kstatus
 	$(VENV)/bin/pytest tests/integration
 
 # e2e/run.sh against a fresh local control plane (for kind: KUBECONFIG=... bash e2e/run.sh).
@@ -26,6 +26,12 @@ e2e: venv controlplane
 # needs PostgreSQL's server binaries and ~10 GB of free disk). Not part of `make test`.
 bench-state: venv
 	PYTHONPATH=. $(VENV)/bin/python benchmarks/bench_state.py
+
+# Step and spec-edit latency, RSS and CPU of the operator driving BENCH_MIGRATIONS=200 migrations (each
+# with its own VirtualService, 1 s steps) on a fresh local control plane, against this process's own
+# GET + replace round trip. A few minutes. Not part of `make test`.
+bench-operator: venv controlplane
+	PYTHONPATH=. $(VENV)/bin/python benchmarks/bench_operator.py
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -45,6 +51,12 @@ controlplane:
 ifeq ($(KUBEBUILDER_ASSETS)$(filter true 1 yes,$(HAL9_USE_EXISTING_CLUSTER)),)
 	bash hack/build-controlplane.sh >/dev/null
 endif
+
+# kstatus (sigs.k8s.io/cli-utils), the readiness judge of Flux, `helm --wait` and `kubectl wait`, built
+# from hack/kstatus/main.go into ~/.cache/hal9-migration (reused when present); the tests ask it whether
+# a Hal9Migration reads InProgress, Failed or Current.
+kstatus:
+	bash hack/build-kstatus.sh >/dev/null
 
 venv: $(STAMP)
 

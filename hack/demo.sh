@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on a local control plane (real etcd + kube-apiserver, no Docker):
-# install the CRD and a HAL9 pair of Deployments/Services, run the operator, apply the sample
-# migrations and show what a user sees.
+# install the CRDs (ours, Istio's, Gateway API's, SMI's), HAL9's two systems and their route
+# objects, run the operator, and watch migrations walk, hold, walk back and stall with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,39 +16,66 @@ operator=""
 trap '[ -n "$operator" ] && kill $operator 2>/dev/null; true' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+watch_for() { printf '$ kubectl get h9m -n hal9 -w   (for %ss)\n' "$1"; timeout "$1" kubectl get h9m -n hal9 -w || true; }
+weights() {
+  local vs_mirror gw_mirror
+  vs_mirror="$(kubectl get -n hal9 virtualservice hal9 -o jsonpath='{.spec.http[?(@.name=="primary")].mirrorPercentage.value}')"
+  gw_mirror="$(kubectl get -n hal9 httproute hal9 -o jsonpath='{.spec.rules[?(@.name=="primary")].filters[?(@.type=="RequestMirror")].requestMirror.percent}')"
+  printf 'VirtualService hal9 (primary): flat/hierarchical %s, mirror %s%%\n' \
+    "$(kubectl get -n hal9 virtualservice hal9 -o jsonpath='{.spec.http[?(@.name=="primary")].route[*].weight}')" "${vs_mirror:-0}"
+  printf 'HTTPRoute hal9 (primary):       flat/hierarchical %s, mirror %s%%\n' \
+    "$(kubectl get -n hal9 httproute hal9 -o jsonpath='{.spec.rules[?(@.name=="primary")].backendRefs[*].weight}')" "${gw_mirror:-0}"
+}
 
 show kubectl version
 
-step "Installing the Hal9Migration CRD and HAL9's flat and hierarchical workloads"
-show kubectl apply -f crds/
-show kubectl wait --for=condition=Established crd/hal9migrations.migration.hal9.ai --timeout=60s
-show kubectl apply -f e2e/samples/hal9-workloads.yaml
+step "Installing the CRDs: Hal9Migration, and the real Istio, Gateway API and SMI ones"
+show kubectl apply --server-side -f crds/
+kubectl create -f tests/fixtures/third-party-crds/ >/dev/null
+show kubectl wait --for=condition=Established crd --all --timeout=60s
+
+step "HAL9's flat and hierarchical systems, and their route objects (all traffic on flat)"
+show kubectl apply -f e2e/samples/hal9-workloads.yaml -f e2e/samples/hal9-routes.yaml
+weights
+
+step "A migration that no operator has seen yet reads as in progress (kstatus: not Current)"
+show kubectl apply -f e2e/samples/flat-to-hierarchical.yaml
+show kubectl get h9m -n hal9 flat-to-hierarchical -o jsonpath='{.status}{"\n"}'
 
 step "Running the operator (log: .demo/operator.log)"
-HAL9_RECHECK_SECONDS=2 hal9-migration run --namespace hal9 >"$DEMO_DIR/operator.log" 2>&1 &
+HAL9_RECHECK_SECONDS=5 hal9-migration run --namespace hal9 >"$DEMO_DIR/operator.log" 2>&1 &
 operator=$!
 
-step "Applying the sample migrations"
-show kubectl apply -f e2e/samples/flat-to-hierarchical.yaml -f e2e/samples/missing-references.yaml
-show kubectl wait -n hal9 --for=condition=Ready h9m/flat-to-hierarchical --timeout=60s
-show kubectl wait -n hal9 --for=condition=Stalled h9m/missing-references --timeout=60s
-
-step "What a user sees"
-show kubectl get h9m -n hal9
+step "Shadow (mirror) then Canary steps, on a VirtualService and an HTTPRoute, holding at trafficSplit"
+show kubectl apply -f e2e/samples/via-gateway-api.yaml
+watch_for 24
+show kubectl wait -n hal9 --for=condition=Ready h9m/flat-to-hierarchical h9m/via-gateway-api --timeout=60s
+weights
 show kubectl get h9m -n hal9 -o wide
-show kubectl get h9m -n hal9 -o custom-columns='NAME:.metadata.name,GEN:.metadata.generation,OBSERVED:.status.observedGeneration,CONDITIONS:.status.conditions[*].type,STATUS:.status.conditions[*].status'
-show kubectl get events -n hal9 --field-selector involvedObject.kind=Hal9Migration \
-  -o custom-columns='TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message'
+
+step "The match route the operator added for the targeting rule (internal users -> hierarchical)"
+kubectl get -n hal9 virtualservice hal9 -o jsonpath='{range .spec.http[*]}{.name}{"\t"}{.match}{"\n"}{end}'
+
+step "Rolling back is reverting the spec: back to Shadow, walked down 4 % every 2 s (Gradual)"
+printf '$ kubectl apply (targetPhase: Shadow, no trafficSplit)\n'
+sed 's/targetPhase: Canary/targetPhase: Shadow/; /trafficSplit:/d' e2e/samples/flat-to-hierarchical.yaml | kubectl apply -f -
+watch_for 10
+weights
+show kubectl get h9m -n hal9 flat-to-hierarchical \
+  -o jsonpath='{range .status.history[*]}{.time}{"  "}{.reason}{"  "}{.to}{" "}{.weight}{"%  "}{.message}{"\n"}{end}'
+
+step "A bad route reference stalls with its reason, and touches nothing"
+show kubectl apply -f e2e/samples/bad-route.yaml
+show kubectl wait -n hal9 --for=condition=Stalled h9m/bad-route --timeout=60s
+show kubectl get h9m -n hal9 bad-route -o wide
 
 step "Bad input is refused at admission"
 printf '$ kubectl apply (trafficSplit: 60 with targetPhase: Canary)\n'
 sed 's/trafficSplit: 10/trafficSplit: 60/; s/name: flat-to-hierarchical/name: too-far/' \
   e2e/samples/flat-to-hierarchical.yaml | kubectl apply -f - || true
 
-step "Fixing the missing references: the stalled migration becomes Ready"
-kubectl -n hal9 create service clusterip hal9-flat-v0 --tcp=80:8080
-kubectl -n hal9 create deployment hal9-flat-v0 --image=hal9:flat
-show kubectl wait -n hal9 --for=condition=Ready h9m/missing-references --timeout=60s
-show kubectl get h9m -n hal9
+step "Events"
+show kubectl get events -n hal9 --field-selector involvedObject.kind=Hal9Migration \
+  -o custom-columns='TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message'
 
 step "Done"

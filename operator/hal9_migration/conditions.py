@@ -16,6 +16,11 @@ from .models import Condition, ConditionStatus
 # The order conditions appear in status: the kstatus ones first, always present.
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Degraded", "Paused")
 
+# The reason of the placeholder condition in the CRD's default status (crd.AWAITING_OPERATOR_STATUS),
+# which the API server shows until an operator writes status. No operator stamped its time (1970), so
+# the first pass stamps its own even when the status stays True.
+AWAITING_OPERATOR = "AwaitingOperator"
+
 
 @dataclass(frozen=True)
 class Desired:
@@ -39,13 +44,15 @@ def apply(
     by_type = {c.type: c for c in current}
     for want in desired:
         old = by_type.get(want.type)
-        flipped = old is not None and old.status != want.status
+        kept = (
+            old if old is not None and old.status == want.status and old.reason != AWAITING_OPERATOR else None
+        )
         by_type[want.type] = Condition(
             type=want.type,
             status=want.status,
             reason=want.reason,
             message=want.message,
-            last_transition_time=timestamp(now) if old is None or flipped else old.last_transition_time,
+            last_transition_time=kept.last_transition_time if kept is not None else timestamp(now),
             observed_generation=generation,
         )
     known = [by_type.pop(t) for t in CONDITION_TYPES if t in by_type]

@@ -36,6 +36,26 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
+# The status a Hal9Migration reads as until an operator writes its own: a structural-schema default on
+# ``status``, which the API server applies whenever it reads an object without one (on every GET, watch
+# and list). Without it, an object no operator has seen has no status at all, and kstatus (Flux,
+# ``helm --wait``, ``kubectl wait``) calls it Current: healthy before anything happened. With it,
+# kstatus reads InProgress twice over: observedGeneration -1 never equals metadata.generation, and
+# Reconciling is True. The operator's first status write (a merge patch) replaces both fields.
+AWAITING_OPERATOR_STATUS: dict[str, Any] = {
+    "observedGeneration": -1,
+    "conditions": [
+        {
+            "type": "Reconciling",
+            "status": "True",
+            "reason": "AwaitingOperator",
+            "message": "No operator has observed this migration yet",
+            "lastTransitionTime": "1970-01-01T00:00:00Z",
+        }
+    ],
+}
+
+
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of ``model``, as the API server wants it."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
@@ -60,6 +80,11 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
         node.setdefault("additionalProperties", None)
         if node["additionalProperties"] in (None, False):
             del node["additionalProperties"]
+    if node.get("additionalProperties") is True:
+        # pydantic's dict[str, Any]. To the API server ``additionalProperties: true`` means values with
+        # an empty schema, whose own fields it prunes (even beside preserve-unknown-fields): keep them all.
+        del node["additionalProperties"]
+        node["x-kubernetes-preserve-unknown-fields"] = True
     for bound, flag in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if isinstance(node.get(bound), (int, float)) and not isinstance(node[bound], bool):
             node[flag] = node.pop(bound)
@@ -98,7 +123,7 @@ def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
 def build_crd() -> dict[str, Any]:
     """The full CustomResourceDefinition manifest."""
     spec_schema = openapi_schema(models.Hal9MigrationSpec)
-    status_schema = openapi_schema(models.Hal9MigrationStatus)
+    status_schema = {**openapi_schema(models.Hal9MigrationStatus), "default": AWAITING_OPERATOR_STATUS}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -36,9 +36,6 @@ KOPF_PREFIX = f"kopf.{GROUP}"
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
-    )
     # Daemons need a finalizer (kopf stops them before the object goes); name it after the project.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # A deletion waits for the daemon to stop; do not let kopf's defaults make that a minute.
@@ -55,10 +52,18 @@ def login(**kwargs: Any) -> Any:
     return kopf.login_via_client(**kwargs)
 
 
-@kopf.on.update(*RESOURCE)
-async def on_change(memo: Any, **_: Any) -> None:
-    """A spec or annotation change (a control): wake the migration's daemon now."""
-    _wake(memo).set()
+@kopf.on.event(*RESOURCE)
+async def on_event(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Wake the migration's daemon when its spec or control annotations change.
+
+    A plain event handler, not ``on.update``: kopf would then patch its last-handled configuration
+    into the object right after each change, racing the pass's conditional status write. Events of
+    the operator's own status writes change neither, so they wake nothing.
+    """
+    seen = (body.metadata.get("generation"), tuple(controls.read(body.metadata.get("annotations"))))
+    if memo.get("seen") != seen:
+        memo["seen"] = seen
+        _wake(memo).set()
 
 
 @kopf.daemon(*RESOURCE, cancellation_timeout=10.0)
@@ -154,7 +159,7 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger) -> float | None:
             namespace, name, {controls.annotation(c.verb): c.value for c in decision.consume}
         )
     logger.info(
-        "pass over %s/%s generation %s: %s%s",
+        "reconciled %s/%s generation %s: %s%s",
         namespace,
         name,
         generation,

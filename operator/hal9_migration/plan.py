@@ -195,7 +195,8 @@ class _Journal:
                 actor=actor,
             )
         )
-        self.events.append(Event("Warning" if warning else "Normal", reason, f"{message} (by {actor})"))
+        by = "" if actor == "operator" else f" (by {actor})"
+        self.events.append(Event("Warning" if warning else "Normal", reason, message + by))
 
 
 @dataclass
@@ -336,7 +337,8 @@ class _Pass:
                 # The pass that moved the route died before its status write: record its move now.
                 self.journal.record(
                     memory.reason or "Advanced",
-                    f"{_position(memory).label()} (recorded after an operator restart)",
+                    f"{_position(memory).label()} (recorded from the route object: the status write "
+                    "after this move did not land)",
                     before=_position(known) if known else START,
                     after=_position(memory),
                     actor=memory.actor,

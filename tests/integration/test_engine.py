@@ -91,8 +91,6 @@ def events(cluster: Cluster, namespace: str, name: str = NAME) -> list[dict[str,
 def world(cluster: Cluster, namespace: str) -> str:
     """The HAL9 workloads and the three sample route objects in the test's namespace."""
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
-    for router in ("istio", "gatewayAPI", "smi"):
-        apply(cluster, namespace, sample_route(router))
     return namespace
 
 
@@ -271,7 +269,7 @@ def stalled_with(cluster: Cluster, namespace: str, reason: str, name: str = NAME
 def test_a_missing_route_object_stalls_and_the_migration_starts_when_it_appears(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads(routes=False))
     apply(cluster, namespace, manifest(trafficSplit=10))
     obj = stalled_with(cluster, namespace, "RouteNotFound")
     assert f"VirtualService {namespace}/hal9 not found" in condition(obj, "Stalled")[2]

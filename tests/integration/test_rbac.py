@@ -70,8 +70,11 @@ def test_the_operator_works_with_exactly_the_charts_rules(
     wait_for(cluster, namespace, "Stalled")
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
     wait_for(cluster, namespace, "Ready")
-    assert condition(get(cluster, namespace), "Ready")["reason"] == "ReferencesResolved"
-    assert {"ReferenceNotFound", "ReferencesResolved"} <= {e["reason"] for e in events(cluster, namespace)}
+    assert condition(get(cluster, namespace), "Ready")["reason"] == "TargetReached"
+    assert {"ReferenceNotFound", "TargetReached"} <= {e["reason"] for e in events(cluster, namespace)}
+    route = json.loads(cluster.kubectl("get", "virtualservice", "hal9", "-n", namespace, "-o", "json").stdout)
+    primary = next(r for r in route["spec"]["http"] if r["name"] == "primary")
+    assert [d["weight"] for d in primary["route"]] == [90, 10]
     logs = restricted_operator.logs()
     assert "Forbidden" not in logs, logs
     assert json.loads(cluster.kubectl("get", "h9m", "-n", namespace, "-o", "json").stdout)["items"]

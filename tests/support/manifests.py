@@ -55,11 +55,13 @@ def invalid_cases() -> list[InvalidCase]:
     return cases
 
 
-def workloads() -> str:
-    """The sample HAL9 Deployments and Services, without their Namespace, for ``kubectl apply -n``."""
+def workloads(routes: bool = True) -> str:
+    """The sample HAL9 Deployments, Services and (unless ``routes`` is False) route objects, without
+    their Namespace, for ``kubectl apply -n``."""
     docs = [
         d
-        for d in yaml.safe_load_all((SAMPLES / "hal9-workloads.yaml").read_text())
+        for name in ("hal9-workloads.yaml", "hal9-routes.yaml")[: 2 if routes else 1]
+        for d in yaml.safe_load_all((SAMPLES / name).read_text())
         if d["kind"] != "Namespace"
     ]
     for doc in docs:

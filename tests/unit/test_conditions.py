@@ -4,6 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 from hal9_migration import conditions
 from hal9_migration.conditions import Desired
+from hal9_migration.crd import AWAITING_OPERATOR_STATUS
+from hal9_migration.models import Hal9MigrationStatus
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -46,3 +48,15 @@ def test_transitions_report_status_or_reason_changes() -> None:
         before, [Desired("Ready", "False", "B"), Desired("Stalled", "True", "A", "m")], 1, T1
     )
     assert [c.type for c in conditions.transitions(before, after)] == ["Ready"]
+
+
+def test_the_placeholder_of_the_default_status_gets_a_real_time() -> None:
+    # The CRD's default status shows Reconciling=True since 1970 until an operator writes status; a
+    # first pass that keeps Reconciling True must not inherit that time.
+    [placeholder] = Hal9MigrationStatus.model_validate(AWAITING_OPERATOR_STATUS).conditions
+    assert placeholder.reason == conditions.AWAITING_OPERATOR
+    out = conditions.apply([placeholder], [Desired("Reconciling", "True", "Progressing", "moving")], 1, T0)
+    assert [(c.status, c.reason, c.last_transition_time) for c in out] == [
+        ("True", "Progressing", "2026-11-25T12:00:00Z")
+    ]
+    assert conditions.apply(out, [Desired("Reconciling", "True", "Progressing", "moving")], 1, T1) == out

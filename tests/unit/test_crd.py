@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticUndefined
 
-from hal9_migration.crd import build_crd
-from hal9_migration.models import Hal9MigrationSpec
+from hal9_migration.crd import AWAITING_OPERATOR_STATUS, build_crd
+from hal9_migration.models import Hal9MigrationSpec, Hal9MigrationStatus
+from hal9_migration.plan import load_status
 
+RFC3339 = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"
 FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "patternProperties", "title", "$defs", "const"}
 
 
@@ -34,6 +37,13 @@ def schema() -> dict[str, Any]:
 def test_no_keywords_a_structural_schema_forbids() -> None:
     for path, node in walk(schema()):
         assert not FORBIDDEN & set(node), f"{path} has {FORBIDDEN & set(node)}"
+
+
+def test_no_object_allows_values_without_a_schema() -> None:
+    # additionalProperties: true makes the API server prune (or, with strict field validation, refuse)
+    # every field below each value, even under x-kubernetes-preserve-unknown-fields.
+    for path, node in walk(schema()):
+        assert node.get("additionalProperties") is not True, path
 
 
 def test_every_property_has_a_type_or_preserves_unknown_fields() -> None:
@@ -114,3 +124,95 @@ def test_every_model_default_is_the_schema_default() -> None:
     assert len(checked) > 30
     for path, default in checked:
         assert _schema_at(path).get("default") == default, path
+
+
+def _problems(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+    """Where ``value`` breaks the structural ``schema``, for the keywords this CRD uses. The API server
+    refuses a CRD whose default does not validate, and prunes a default's unknown fields."""
+    kinds: dict[str, tuple[type, ...]] = {
+        "object": (dict,),
+        "array": (list,),
+        "string": (str,),
+        "integer": (int,),
+        "number": (int, float),
+        "boolean": (bool,),
+    }
+    expected = schema.get("type")
+    if expected in kinds:
+        right_kind = isinstance(value, kinds[expected]) and (expected == "boolean") == isinstance(value, bool)
+        if not right_kind:
+            return [f"{path}: not of type {expected}"]
+    found = []
+    if "enum" in schema and value not in schema["enum"]:
+        found.append(f"{path}: {value!r} not in {schema['enum']}")
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            found.append(f"{path}: longer than {schema['maxLength']}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            found.append(f"{path}: does not match {schema['pattern']}")
+        if schema.get("format") == "date-time" and not re.fullmatch(RFC3339, value):
+            found.append(f"{path}: not an RFC 3339 date-time")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            found.append(f"{path}: below {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            found.append(f"{path}: above {schema['maximum']}")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        found += [f"{path}.{key}: unknown field (would be pruned)" for key in value if key not in properties]
+        found += [f"{path}.{key}: required" for key in schema.get("required", []) if key not in value]
+        for key, item in value.items():
+            if key in properties:
+                found += _problems(properties[key], item, f"{path}.{key}")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _problems(schema["items"], item, f"{path}[{i}]")
+        for key in schema.get("x-kubernetes-list-map-keys", []):
+            keys = [item.get(key) for item in value]
+            if len(keys) != len(set(keys)):
+                found.append(f"{path}: duplicate {key} in a list-map")
+    return found
+
+
+def test_a_status_nobody_wrote_reads_as_awaiting_the_operator() -> None:
+    # kstatus calls an object without status Current; with this default the API server shows one that
+    # reads InProgress (tests/integration/test_kstatus.py checks it with the real kstatus).
+    status = schema()["properties"]["status"]
+    assert status["default"] == AWAITING_OPERATOR_STATUS
+    assert AWAITING_OPERATOR_STATUS["observedGeneration"] < 1  # never a real metadata.generation
+    [reconciling] = AWAITING_OPERATOR_STATUS["conditions"]
+    assert (reconciling["type"], reconciling["status"], reconciling["reason"]) == (
+        "Reconciling",
+        "True",
+        "AwaitingOperator",
+    )
+
+
+def test_the_default_status_is_valid_against_the_schema_and_the_models() -> None:
+    status = schema()["properties"]["status"]
+    assert _problems(status, AWAITING_OPERATOR_STATUS, "status") == []
+    # The operator reads it like any status it wrote itself, nothing dropped.
+    parsed = Hal9MigrationStatus.model_validate(AWAITING_OPERATOR_STATUS)
+    assert load_status(AWAITING_OPERATOR_STATUS) == parsed
+    assert parsed.observed_generation == -1
+    assert [(c.type, c.status, c.reason, c.message, c.last_transition_time) for c in parsed.conditions] == [
+        (
+            "Reconciling",
+            "True",
+            "AwaitingOperator",
+            "No operator has observed this migration yet",
+            "1970-01-01T00:00:00Z",
+        )
+    ]
+
+
+def test_the_schema_check_catches_what_the_api_server_would_refuse() -> None:
+    status = schema()["properties"]["status"]
+    condition = AWAITING_OPERATOR_STATUS["conditions"][0]
+    assert _problems(status, {**AWAITING_OPERATOR_STATUS, "observedGen": 1}, "status")
+    assert _problems(status, {"conditions": [{**condition, "reason": "awaiting operator"}]}, "status")
+    assert _problems(status, {"conditions": [{**condition, "status": "Yes"}]}, "status")
+    assert _problems(status, {"conditions": [condition, condition]}, "status")
+    assert _problems(status, {"conditions": [{"type": "Reconciling", "status": "True"}]}, "status")
+    assert _problems(status, {"conditions": [{**condition, "lastTransitionTime": "yesterday"}]}, "status")
+    assert _problems(status, {"observedGeneration": "-1"}, "status")

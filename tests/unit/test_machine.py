@@ -286,7 +286,7 @@ def test_a_lost_status_write_is_recovered_from_the_route_record_without_repeatin
     world.step()
     assert world.writes[-1] == (5, 0)
     assert [w for r, w in moves(world)] == [0, 1, 5]
-    assert "recorded after an operator restart" in world.status["history"][-1]["message"]
+    assert "the status write after this move did not land" in world.status["history"][-1]["message"]
     world.run(20)
     assert [w for w, _ in world.writes] == [0, 1, 5, 10]
 

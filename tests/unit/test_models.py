@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from hal9_migration.models import Hal9MigrationSpec, Phase, parse_duration, traffic_split_range
+from hal9_migration.models import Hal9MigrationSpec, Phase, StringMatch, parse_duration, traffic_split_range
 from hal9_migration.plan import describe
 from tests.support.manifests import InvalidCase, invalid_cases, load_sample, valid_cases
 
@@ -89,3 +89,37 @@ def test_traffic_split_range_follows_overridden_steps() -> None:
     assert traffic_split_range(Phase.RAMP_UP, spec.phases) == (40, 80)
     assert traffic_split_range(Phase.SHADOW, spec.phases) == (0, 0)
     assert traffic_split_range(Phase.FULL, spec.phases) == (100, 100)
+
+
+@pytest.mark.parametrize(
+    ("regex", "reason"),
+    [
+        ("(?=x)", "invalid perl operator: (?="),  # lookahead: Python's re has it, RE2 does not
+        ("(?<!x)y", "invalid perl operator: (?<!"),  # lookbehind
+        ("a(", "missing ): a("),
+        (r"(a)\1", r"invalid escape sequence: \1"),  # backreference
+        ("a{1001}", "invalid repetition size: {1001}"),  # RE2 caps counted repetition at 1000
+        ("x*+", "bad repetition operator: *+"),  # possessive quantifier
+    ],
+)
+def test_targeting_regex_must_be_re2(regex: str, reason: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        StringMatch.model_validate({"regex": regex})
+    assert describe(refused.value) == (
+        f"spec: regex must be a valid RE2 regular expression (the syntax Envoy and Istio use): {reason}"
+    )
+
+
+@pytest.mark.parametrize("regex", ["^in.*$", ".*hal9-cli.*", "(?i)internal|beta", r"v\d+\.\d+", "[^/]+", ""])
+def test_valid_re2_regexes_are_accepted(regex: str) -> None:
+    assert StringMatch.model_validate({"regex": regex}).regex == regex
+
+
+def test_an_invalid_regex_makes_the_whole_spec_invalid() -> None:
+    header = {"x-hal9-user-group": {"regex": "int(ernal"}}
+    rule = {"name": "internal-users", "match": {"headers": header}, "route": "Hierarchical"}
+    with pytest.raises(ValidationError) as refused:
+        Hal9MigrationSpec.model_validate({**MINIMAL, "targeting": [rule]})
+    assert describe(refused.value).startswith(
+        "spec.targeting.0.match.headers.x-hal9-user-group: regex must be a valid RE2 regular expression"
+    )
