@@ -115,6 +115,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent on anything but idle and iowait since boot."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
 def memory_kib(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -292,19 +298,25 @@ class Operator:
 
 
 class Usage:
-    """CPU seconds of the operator and the control plane's processes at named moments."""
+    """CPU seconds of the operator, the control plane's processes, this process and the whole machine
+    at named moments."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.marks: dict[str, tuple[float, dict[str, float]]] = {}
 
     def mark(self, name: str) -> None:
-        self.marks[name] = (time.monotonic(), {p: cpu_seconds(pid) for p, pid in self.pids.items()})
+        cpu = {p: cpu_seconds(pid) for p, pid in self.pids.items()}
+        cpu["bench"] = cpu_seconds(os.getpid())
+        cpu["machine"] = machine_busy_seconds()
+        self.marks[name] = (time.monotonic(), cpu)
 
     def between(self, start: str, end: str) -> dict[str, Any]:
         (t0, a), (t1, b) = self.marks[start], self.marks[end]
         wall = t1 - t0
         cpu = {p: b[p] - a[p] for p in a}
+        # Whatever else ran on the machine meanwhile (other test runs share these cores).
+        cpu["others"] = max(0.0, cpu["machine"] - sum(v for k, v in cpu.items() if k != "machine"))
         return {
             "wall_seconds": wall,
             "cpu_seconds": cpu,
@@ -603,7 +615,7 @@ def report(r: dict[str, Any]) -> None:
             parts = ", ".join(
                 f"{p} {c['cpu_seconds'][p]:.1f} s ({c['cpu_percent'][p]:.0f} %)" for p in c["cpu_seconds"]
             )
-            print(f"  CPU {stage:<5} {c['wall_seconds']:5.1f} s wall: {parts}")
+            print(f"  CPU {stage:<5} {c['wall_seconds']:5.1f} s wall ({r['cores']} cores): {parts}")
     moves = r["migrations"] * (len(EXPECTED_WALK) - 1)
     walk_requests = sum(r["requests_walk"].values())
     top = ", ".join(f"{k} {v}" for k, v in list(r["requests_walk"].items())[:8])

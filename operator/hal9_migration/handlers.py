@@ -148,7 +148,7 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger) -> float | None:
                 kube.replace_route(router, rendered)
                 wrote = True
     if decision.changed:
-        kube.patch_status(namespace, name, obj["metadata"]["resourceVersion"], decision.status)
+        kube.replace_status(obj, decision.status)
     # Only after the status landed: a retried pass must not announce twice.
     for event in decision.events:
         kopf.event(

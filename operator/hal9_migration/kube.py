@@ -53,23 +53,28 @@ def read_migration(namespace: str, name: str) -> dict[str, Any] | None:
     return cast(dict[str, Any], obj)
 
 
-def patch_status(namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> None:
-    """Write ``status`` only if the object is still at ``resource_version`` (optimistic concurrency)."""
-    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+def replace_status(obj: dict[str, Any], status: dict[str, Any]) -> None:
+    """Replace the status of ``obj`` (as read) with ``status``, only if the object is still at the
+    resourceVersion read (optimistic concurrency).
+
+    A replace, not a merge patch: a field the pass dropped (a halt that ended, a pause that was
+    resumed) must disappear, and a merge patch leaves every field it does not mention in place.
+    """
+    metadata = obj["metadata"]
+    body = {**obj, "status": status}
     try:
-        kubernetes.client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
+        kubernetes.client.CustomObjectsApi(_api()).replace_namespaced_custom_object_status(
             GROUP,
             VERSION,
-            namespace,
+            metadata["namespace"],
             PLURAL,
-            name,
+            metadata["name"],
             body,
-            _content_type="application/merge-patch+json",
             _request_timeout=REQUEST_TIMEOUT,
         )
     except ApiException as error:
         if error.status == 409:
-            raise Conflict(f"{namespace}/{name} changed since it was read") from error
+            raise Conflict(f"{metadata['namespace']}/{metadata['name']} changed since it was read") from error
         raise
 
 

@@ -415,6 +415,8 @@ def test_control_annotations_act_once_and_never_touch_the_spec(
 
     final = get(cluster, world)
     assert final["spec"] == spec and final["metadata"]["generation"] == generation
+    # Fields a pass drops really go (status is replaced, not merged): no pause, no halt left over.
+    assert "pausedBy" not in final["status"].get("controls", {}) and "halt" not in final["status"]
     actors = {(h["reason"], h["actor"]) for h in final["status"]["history"]}
     assert {
         ("Promoted", "alice"),

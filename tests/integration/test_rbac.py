@@ -55,8 +55,9 @@ def test_the_operator_works_with_exactly_the_charts_rules(
     can_i = [
         "auth",
         "can-i",
-        "patch",
-        "hal9migrations.migration.hal9.ai/status",
+        "update",
+        "hal9migrations.migration.hal9.ai",
+        "--subresource=status",
         "-n",
         namespace,
         "--as=restricted",
