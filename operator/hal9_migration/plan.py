@@ -14,43 +14,43 @@ writes it, then writes the status, posts the Events and removes the consumed con
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-
-from pydantic import ValidationError
+from datetime import UTC, datetime
+from typing import Any
 
 from . import conditions, gates, phases, rollback
+from .clock import later, parse_time, timestamp_ms
 from .conditions import Desired
 from .controls import Control, Verb
 from .flags import targeting_at
+from .inputs import load_record, load_status, parse_spec, references
 from .models import (
-    Condition,
     ControlsStatus,
     GateStatus,
     Hal9MigrationSpec,
     Hal9MigrationStatus,
     Halt,
-    HistoryEntry,
     PositionRecord,
     Snapshot,
     parse_duration,
 )
 from .phases import START, Position
+from .report import (
+    Event,
+    Journal,
+    Outcome,
+    Report,
+    finish,
+    outcome_conditions,
+    paused_condition,
+    stalled,
+)
 from .traffic.base import ObservedRouting, RouteProblem, Routing
 
-HISTORY_LIMIT = 100
 SNAPSHOT_LIMIT = 20
 ABORTED = "Aborted"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -90,125 +90,6 @@ class Decision:
     summary: str = ""
 
 
-def parse_spec(raw: Any) -> Hal9MigrationSpec | str:
-    """The spec model, or a one-line explanation of what is wrong with it."""
-    try:
-        return Hal9MigrationSpec.model_validate(raw)
-    except ValidationError as error:
-        return describe(error)
-
-
-def describe(error: ValidationError, limit: int = 5) -> str:
-    """``spec.a.b: message; ...``, the first ``limit`` problems, for a condition message."""
-    parts = []
-    for item in error.errors()[:limit]:
-        where = ".".join(str(p) for p in ("spec", *item["loc"]))
-        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-    more = len(error.errors()) - limit
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
-def load_status(raw: Mapping[str, Any] | None) -> Hal9MigrationStatus:
-    """The current status. A field the operator cannot read is dropped, not the whole status:
-    where the migration stands (phase, weight) must survive one bad neighbour."""
-    raw = raw if isinstance(raw, Mapping) else {}
-    try:
-        return Hal9MigrationStatus.model_validate(raw)
-    except ValidationError:
-        readable: dict[str, Any] = {}
-        for key, value in raw.items():
-            try:
-                Hal9MigrationStatus.model_validate({key: value})
-            except ValidationError:
-                continue
-            readable[key] = value
-        return Hal9MigrationStatus.model_validate(readable)
-
-
-def load_record(raw: Any) -> PositionRecord | None:
-    """A position record read from a route object's annotation, or None if it is not one."""
-    try:
-        return PositionRecord.model_validate(raw)
-    except ValidationError:
-        return None
-
-
-def references(spec: Hal9MigrationSpec) -> list[tuple[str, str]]:
-    """The (kind, name) pairs the spec points at, which must exist before anything moves."""
-    return [
-        ("Service", spec.flat.service),
-        ("Deployment", spec.flat.deployment),
-        ("Service", spec.hierarchical.service),
-        ("Deployment", spec.hierarchical.deployment),
-    ]
-
-
-def timestamp(now: datetime) -> str:
-    """RFC 3339 in UTC with milliseconds: step times must be finer than conditions' seconds."""
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def later(when: datetime, delta: timedelta) -> datetime:
-    """``when + delta``, clamped: a 999999-day duration must not overflow the calendar."""
-    try:
-        return when + delta
-    except OverflowError:
-        return datetime.max.replace(tzinfo=when.tzinfo)
-
-
-class _Journal:
-    """History entries and Events produced by one pass."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.entries: list[HistoryEntry] = []
-        self.events: list[Event] = []
-
-    def record(
-        self,
-        reason: str,
-        message: str,
-        *,
-        before: Position | None = None,
-        after: Position | None = None,
-        actor: str = "operator",
-        warning: bool = False,
-        time: str | None = None,
-    ) -> None:
-        self.entries.append(
-            HistoryEntry(
-                time=time or conditions.timestamp(self.now),
-                from_phase=before.phase if before else None,
-                to_phase=after.phase if after else None,
-                weight=after.weight if after else None,
-                reason=reason,
-                message=message,
-                actor=actor,
-            )
-        )
-        by = "" if actor == "operator" else f" (by {actor})"
-        self.events.append(Event("Warning" if warning else "Normal", reason, message + by))
-
-
-@dataclass
-class _Outcome:
-    """Where the pass leaves the migration, for conditions and the next wake-up."""
-
-    state: Literal["moving", "waiting", "target", "paused", "halted"]
-    reason: str
-    message: str
-    due: datetime | None = None
-
-
 def decide(
     spec: Hal9MigrationSpec | str,
     generation: int,
@@ -221,23 +102,17 @@ def decide(
     controls: Sequence[Control] = (),
 ) -> Decision:
     """One pass: what the status should say now, and what the route object should hold."""
-    journal = _Journal(now)
+    journal = Journal(now)
     if isinstance(spec, str):
         paused = Desired("Paused", "Unknown", "InvalidSpec", "The spec cannot be read")
-        return _finish(
-            current,
-            generation,
-            now,
-            journal,
-            _stalled("InvalidSpec", f"The spec is invalid: {spec}"),
-            paused,
-            "invalid spec",
-        )
-    paused_now = _paused_condition(spec, current.controls)
+        wanted = stalled("InvalidSpec", f"The spec is invalid: {spec}")
+        return _decision(finish(current, generation, now, journal, wanted, paused), "invalid spec")
+    paused_now = paused_condition(spec, current.controls)
     problem = _problem(spec, observed, route)
     if problem is not None:
         reason, message = problem
-        return _finish(current, generation, now, journal, _stalled(reason, message), paused_now, reason)
+        report = finish(current, generation, now, journal, stalled(reason, message), paused_now)
+        return _decision(report, reason)
     assert isinstance(route, RouteView)  # _problem() reports anything else
     return _Pass(spec, generation, current, route, list(controls), name, now, journal).run()
 
@@ -278,7 +153,7 @@ class _Pass:
         present: list[Control],
         name: str,
         now: datetime,
-        journal: _Journal,
+        journal: Journal,
     ) -> None:
         self.spec, self.generation, self.current, self.route = spec, generation, current, route
         self.present, self.name, self.now, self.journal = present, name, now, journal
@@ -308,7 +183,7 @@ class _Pass:
         if outcome is None:  # it moved: say where that leaves it, as the next pass would see it
             self.frozen = True
             _, outcome = self._step(new_record, _position(new_record), path, target)
-            outcome = outcome or _Outcome(
+            outcome = outcome or Outcome(
                 "moving",
                 "Progressing",
                 f"At {_position(new_record).label()}: the next step is due now",
@@ -400,13 +275,13 @@ class _Pass:
 
     def _step(
         self, record: PositionRecord | None, here: Position, path: list[Position], target: Position
-    ) -> tuple[PositionRecord | None, _Outcome | None]:
+    ) -> tuple[PositionRecord | None, Outcome | None]:
         """At most one move (then the outcome is None), or why not."""
         if self.halt is not None and self.halt.reason == ABORTED:
             self._ignore_promote("the migration is aborted; retry first")
             if record is not None and here != START:
                 return self._move(record, START, ABORTED, actor=self.aborted_by), None
-            return record, _Outcome("halted", ABORTED, self.halt.message)
+            return record, Outcome("halted", ABORTED, self.halt.message)
         if here.rank > target.rank:
             self._ignore_promote("the migration is walking back")
             return self._back(record, here, target)
@@ -415,31 +290,31 @@ class _Pass:
             self._ignore_promote("the declared target is reached")
             held = tuple(record.held) if record and record.generation == self.generation else ()
             if held:
-                return record, _Outcome(
+                return record, Outcome(
                     "target", rollback.PARTIALLY_ROLLED_BACK, self._held_message(here, held)
                 )
             if record is not None and record.reason == rollback.ROLLED_BACK:
-                reached = _Outcome(
+                reached = Outcome(
                     "target", rollback.ROLLED_BACK, f"Walked back to {target.label()} as declared"
                 )
             else:
-                reached = _Outcome("target", "TargetReached", f"Holding at {target.label()} as declared")
+                reached = Outcome("target", "TargetReached", f"Holding at {target.label()} as declared")
             return self._resync(record, target), reached
         upcoming = path[index + 1]
         return self._forward(record, here, upcoming, target)
 
     def _forward(
         self, record: PositionRecord | None, here: Position, upcoming: Position, target: Position
-    ) -> tuple[PositionRecord | None, _Outcome | None]:
+    ) -> tuple[PositionRecord | None, Outcome | None]:
         promote = self.promote
         if promote is None:
             if self.halt is not None:
-                return self._resync(record, here), _Outcome("halted", self.halt.reason, self.halt.message)
+                return self._resync(record, here), Outcome("halted", self.halt.reason, self.halt.message)
             if self.spec.paused or self.controls.paused_by:
                 who = (
                     "spec.paused" if self.spec.paused else f"the pause annotation ({self.controls.paused_by})"
                 )
-                return self._resync(record, here), _Outcome(
+                return self._resync(record, here), Outcome(
                     "paused", "Paused", f"Paused by {who} at {here.label()}; target {target.label()}"
                 )
         if record is None or here == START:
@@ -460,7 +335,7 @@ class _Pass:
                 record, upcoming, "Promoted", snapshot_of=here, actor=promote.actor, control=promote
             ), None
         if self.now < due:
-            return self._resync(record, here), _Outcome(
+            return self._resync(record, here), Outcome(
                 "waiting",
                 "WaitingForStep",
                 f"At {here.label()} until {conditions.timestamp(due)}; next {upcoming.label()}",
@@ -478,11 +353,11 @@ class _Pass:
             return moved, None
         return self._resync(record, here), self._wait_for_gate(here, upcoming, result)
 
-    def _wait_for_gate(self, here: Position, upcoming: Position, result: gates.GateResult) -> _Outcome:
+    def _wait_for_gate(self, here: Position, upcoming: Position, result: gates.GateResult) -> Outcome:
         started = parse_time(self.gate.since) if self.gate and self.gate.name == result.gate else None
         since = started or self.now
         self.gate = GateStatus(
-            name=result.gate, verdict=result.verdict.value, reason=result.reason, since=timestamp(since)
+            name=result.gate, verdict=result.verdict.value, reason=result.reason, since=timestamp_ms(since)
         )
         deadline = later(since, parse_duration(self.spec.progress_deadline))
         if self.now >= deadline:
@@ -497,20 +372,20 @@ class _Pass:
                 time=conditions.timestamp(self.now),
             )
             self.journal.record(DEADLINE_EXCEEDED, message, warning=True)
-            return _Outcome("halted", DEADLINE_EXCEEDED, message)
+            return Outcome("halted", DEADLINE_EXCEEDED, message)
         message = (
             f"At {here.label()}: waiting for gate {result.gate} ({result.verdict.value}: {result.reason}) "
             f"before {upcoming.label()}; stalls at {conditions.timestamp(deadline)}"
         )
-        return _Outcome("waiting", "WaitingForGate", message, deadline)
+        return Outcome("waiting", "WaitingForGate", message, deadline)
 
     def _back(
         self, record: PositionRecord | None, here: Position, target: Position
-    ) -> tuple[PositionRecord | None, _Outcome | None]:
+    ) -> tuple[PositionRecord | None, Outcome | None]:
         assert record is not None  # a position above START was recorded
         step = rollback.step_back(self.spec, here, _since(record), record.reason, target, self.now)
         if step.waiting:
-            return self._resync(record, here), _Outcome(
+            return self._resync(record, here), Outcome(
                 "moving",
                 rollback.ROLLING_BACK,
                 f"Walking back to {target.label()}: at {here.weight}%, next step at "
@@ -521,7 +396,7 @@ class _Pass:
             held = tuple(step.held)
             if step.position != here or tuple(record.held) != held or record.generation != self.generation:
                 return self._move(record, step.position, step.reason, held=held), None
-            return record, _Outcome(
+            return record, Outcome(
                 "target", rollback.PARTIALLY_ROLLED_BACK, self._held_message(step.position, held)
             )
         return self._move(
@@ -560,7 +435,7 @@ class _Pass:
             step=to.step,
             weight=to.weight,
             mirror=to.mirror,
-            since=timestamp(self.now),
+            since=timestamp_ms(self.now),
             reason=reason,
             actor=actor,
             control=control.token if control else None,
@@ -611,7 +486,7 @@ class _Pass:
     # --- the status ------------------------------------------------------------------------------
 
     def _decision(
-        self, record: PositionRecord | None, outcome: _Outcome, write: RouteWrite | None
+        self, record: PositionRecord | None, outcome: Outcome, write: RouteWrite | None
     ) -> Decision:
         here = _position(record) if record else None
         update: dict[str, Any] = {
@@ -626,32 +501,15 @@ class _Pass:
             "snapshots": self.snapshots,
         }
         current = self.current.model_copy(update=update)
-        wanted = _outcome_conditions(outcome)
-        paused = _paused_condition(self.spec, self.controls)
-        decision = _finish(
-            current,
-            self.generation,
-            self.now,
-            self.journal,
-            wanted,
-            paused,
-            outcome.reason,
-            previous=self.current,
-        )
+        wanted = outcome_conditions(outcome)
+        paused = paused_condition(self.spec, self.controls)
+        report = finish(current, self.generation, self.now, self.journal, wanted, paused, self.current)
         requeue = None
         if outcome.due is not None:
             requeue = max(0.0, (outcome.due - self.now).total_seconds())
         elif outcome.state == "moving":
             requeue = 0.0
-        return Decision(
-            status=decision.status,
-            changed=decision.changed,
-            events=decision.events,
-            route=write,
-            consume=self.consume,
-            requeue_after=requeue,
-            summary=f"{outcome.reason}: {outcome.message}",
-        )
+        return _decision(report, f"{outcome.reason}: {outcome.message}", write, self.consume, requeue)
 
 
 def _position(record: PositionRecord | None) -> Position:
@@ -664,90 +522,34 @@ def _since(record: PositionRecord) -> datetime:
     return parse_time(record.since) or datetime.min.replace(tzinfo=UTC)
 
 
-def _finish(
-    current: Hal9MigrationStatus,
-    generation: int,
-    now: datetime,
-    journal: _Journal,
-    wanted: list[Desired],
-    paused: Desired,
+def _decision(
+    report: Report,
     summary: str,
-    previous: Hal9MigrationStatus | None = None,
+    route: RouteWrite | None = None,
+    consume: list[Control] | None = None,
+    requeue_after: float | None = None,
 ) -> Decision:
-    """Merge conditions and history into the status; Events for what changed."""
-    before = previous or current
-    new_conditions = conditions.apply(before.conditions, [*wanted, paused], generation, now)
-    history = [*before.history, *journal.entries][-HISTORY_LIMIT:]
-    status = dump_status(
-        current.model_copy(
-            update={"observed_generation": generation, "conditions": new_conditions, "history": history}
-        )
+    return Decision(
+        status=report.status,
+        changed=report.changed,
+        events=report.events,
+        route=route,
+        consume=consume or [],
+        requeue_after=requeue_after,
+        summary=summary,
     )
-    announced = {e.reason for e in journal.events}
-    events = list(journal.events)
-    for condition in conditions.transitions(before.conditions, new_conditions):
-        event = _event(condition)
-        if event is not None and event.reason not in announced:
-            events.append(event)
-    return Decision(status=status, changed=status != dump_status(before), events=events, summary=summary)
 
 
-def dump_status(status: Hal9MigrationStatus) -> dict[str, Any]:
-    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
-
-
-def _outcome_conditions(outcome: _Outcome) -> list[Desired]:
-    reason, message = outcome.reason, outcome.message
-    degraded = Desired("Degraded", "False", "NoAnalysis", "No health analysis has run")
-    if outcome.state == "halted":
-        return _stalled(reason, message)
-    if outcome.state == "target":
-        return [
-            Desired("Ready", "True", reason, message),
-            Desired("Reconciling", "False", reason, ""),
-            Desired("Stalled", "False", reason, ""),
-            degraded,
-        ]
-    if outcome.state == "paused":
-        return [
-            Desired("Ready", "False", reason, message),
-            Desired("Reconciling", "False", reason, message),
-            Desired("Stalled", "False", reason, ""),
-            degraded,
-        ]
-    return [
-        Desired("Ready", "False", reason, message),
-        Desired("Reconciling", "True", reason, message),
-        Desired("Stalled", "False", reason, ""),
-        degraded,
-    ]
-
-
-def _stalled(reason: str, message: str) -> list[Desired]:
-    return [
-        Desired("Ready", "False", reason, message),
-        Desired("Reconciling", "False", reason, "Cannot proceed without a change to the spec or cluster"),
-        Desired("Stalled", "True", reason, message),
-        Desired("Degraded", "False", "NoAnalysis", "No health analysis has run"),
-    ]
-
-
-def _paused_condition(spec: Hal9MigrationSpec, state: ControlsStatus | None) -> Desired:
-    if spec.paused:
-        return Desired("Paused", "True", "PausedBySpec", "spec.paused is true: no step forward will be taken")
-    if state is not None and state.paused_by:
-        return Desired(
-            "Paused", "True", "PausedByAnnotation", f"Paused by {state.paused_by} with the pause annotation"
-        )
-    return Desired("Paused", "False", "NotPaused", "")
-
-
-def _event(condition: Condition) -> Event | None:
-    """The Event announcing a condition's new state, for the states worth announcing."""
-    if condition.type == "Stalled" and condition.status == "True":
-        return Event("Warning", condition.reason, condition.message)
-    if condition.type == "Ready" and condition.status == "True":
-        return Event("Normal", condition.reason, condition.message)
-    if condition.type == "Paused" and condition.status == "True":
-        return Event("Normal", "Paused", condition.message)
-    return None
+# The edge reads its inputs through the plan, the one entry point of the decision core.
+__all__ = [
+    "Decision",
+    "Event",
+    "Observed",
+    "RouteView",
+    "RouteWrite",
+    "decide",
+    "load_record",
+    "load_status",
+    "parse_spec",
+    "references",
+]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from hal9_migration.inputs import describe
 from hal9_migration.models import Hal9MigrationSpec, Phase, StringMatch, parse_duration, traffic_split_range
-from hal9_migration.plan import describe
 from tests.support.manifests import InvalidCase, invalid_cases, load_sample, valid_cases
 
 MINIMAL = {

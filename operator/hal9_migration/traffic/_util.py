@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .base import TARGETING_PREFIX, Routing
+from .base import TARGETING_PREFIX, RouteProblem, Routing
 
 
 def check_routing(routing: Routing) -> None:
@@ -64,3 +64,22 @@ def weight_of(entry: Mapping[str, Any], default: float) -> float:
     """A destination's relative weight; ``default`` is what the router's API means by none."""
     weight = entry.get("weight")
     return weight if isinstance(weight, int | float) and not isinstance(weight, bool) else default
+
+
+def select(
+    entries: list[Any],
+    names: tuple[str, ...],
+    touches_ours: Callable[[dict[str, Any]], bool],
+    where: str,
+    what: str,
+) -> list[tuple[int, dict[str, Any]]]:
+    """(index, entry) of the routes/rules the operator manages: the named ones (each must exist), or
+    with no names every one that sends to either Service; never the operator's own targeting ones."""
+    candidates = [(i, e) for i, e in enumerate(entries) if isinstance(e, dict) and not is_targeting(e)]
+    if not names:
+        return [(i, e) for i, e in candidates if touches_ours(e)]
+    present = {e.get("name") for _, e in candidates}
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise RouteProblem("RouteNotFound", f"{where} has no {what} named {', '.join(map(repr, missing))}")
+    return [(i, e) for i, e in candidates if e.get("name") in names]

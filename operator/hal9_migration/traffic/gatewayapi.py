@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import models
-from ._util import agreed, check_routing, copy_without, describe, is_targeting, list_at, spec_list, weight_of
+from ._util import (
+    agreed,
+    check_routing,
+    copy_without,
+    describe,
+    is_targeting,
+    list_at,
+    select,
+    spec_list,
+    weight_of,
+)
 from .base import TARGETING_PREFIX, Backends, ObservedRouting, RouteProblem, Routing, percent
 
 # Limits of the HTTPRoute v1 CRD (standard channel), so the operator never sends what it refuses.
@@ -97,21 +107,13 @@ class GatewayAPIRouter:
 
     def _managed(self, rules: list[Any]) -> list[_Managed]:
         services = (self.backends.flat, self.backends.hierarchical)
-        candidates = [(i, r) for i, r in enumerate(rules) if isinstance(r, dict) and not is_targeting(r)]
-        if self.rules:
-            present = {r.get("name") for _, r in candidates}
-            missing = [name for name in self.rules if name not in present]
-            if missing:
-                raise RouteProblem(
-                    "RouteNotFound", f"{self._where} has no rule named {', '.join(map(repr, missing))}"
-                )
-            picked = [(i, r) for i, r in candidates if r.get("name") in self.rules]
-        else:
-            picked = [
-                (i, r)
-                for i, r in candidates
-                if any(self._is(ref, s) for ref in list_at(r, "backendRefs") for s in services)
-            ]
+        picked = select(
+            rules,
+            self.rules,
+            lambda r: any(self._is(ref, s) for ref in list_at(r, "backendRefs") for s in services),
+            self._where,
+            "rule",
+        )
         managed = [self._split(i, rule) for i, rule in picked]
         if not managed:
             raise RouteProblem(

@@ -22,6 +22,7 @@ from ._util import (
     host_is_service,
     is_targeting,
     list_at,
+    select,
     spec_list,
     weight_of,
 )
@@ -105,18 +106,7 @@ class IstioRouter:
         return any(self._is(e, s) for e in list_at(route, "route") for s in services)
 
     def _managed(self, http: list[Any]) -> list[_Managed]:
-        candidates = [(i, r) for i, r in enumerate(http) if isinstance(r, dict) and not is_targeting(r)]
-        if self.routes:
-            present = {r.get("name") for _, r in candidates}
-            missing = [name for name in self.routes if name not in present]
-            if missing:
-                raise RouteProblem(
-                    "RouteNotFound",
-                    f"{self._where} has no HTTP route named {', '.join(map(repr, missing))}",
-                )
-            picked = [(i, r) for i, r in candidates if r.get("name") in self.routes]
-        else:
-            picked = [(i, r) for i, r in candidates if self._touches_ours(r)]
+        picked = select(http, self.routes, self._touches_ours, self._where, "HTTP route")
         if not picked:
             raise RouteProblem(
                 "RouteMisconfigured",
