@@ -134,8 +134,11 @@ def _die_with_parent() -> None:
 
 
 def in_parallel(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-    with ThreadPoolExecutor(THREADS) as pool:
+    pool = ThreadPoolExecutor(THREADS)
+    try:
         return list(pool.map(fn, items))
+    finally:  # on Ctrl-C, drop what has not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
@@ -224,13 +227,16 @@ def client(kubeconfig: str) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(config)
 
 
-def kubectl(plane: controlplane.ControlPlane, *args: str, stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [plane.kubectl, *args], env=plane.env(), input=stdin, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0 and "AlreadyExists" not in result.stderr:
-        raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
+def kubectl(plane: controlplane.ControlPlane, *args: str, stdin: str | None = None, attempts: int = 1) -> str:
+    for attempt in range(1, attempts + 1):
+        result = subprocess.run(
+            [plane.kubectl, *args], env=plane.env(), input=stdin, capture_output=True, text=True, check=False
+        )
+        if result.returncode == 0 or "AlreadyExists" in result.stderr:
+            return result.stdout
+        if attempt < attempts:
+            time.sleep(0.5)
+    raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
 
 
 def route_name(i: int) -> str:
@@ -465,7 +471,9 @@ def run(workdir: Path) -> dict[str, Any]:
     with controlplane.running(workdir / "controlplane") as plane:
         kubectl(plane, "apply", "--server-side", "-f", str(ROOT / "crds"))
         kubectl(plane, "create", "-f", str(ROOT / "tests" / "fixtures" / "third-party-crds"))
-        kubectl(plane, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        # Retried: a CRD created a moment ago may have no status.conditions yet, which kubectl wait
+        # reports as an error instead of waiting.
+        kubectl(plane, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", attempts=20)
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         kubectl(plane, "create", "namespace", namespace)
         kubectl(plane, "apply", "-n", namespace, "-f", "-", stdin=workloads())
@@ -637,23 +645,43 @@ def report(r: dict[str, Any]) -> None:
     )
 
 
-def main() -> None:
+def main() -> int:
     def _exit(*_: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _exit)  # stop like Ctrl-C: the finally blocks stop what was started
+    # Ctrl-C and SIGTERM both unwind through the finally blocks, which stop what was started (even
+    # when started in the background, where a shell may have set SIGINT to be ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _exit)
     workdir = Path(tempfile.mkdtemp(prefix="hal9-bench-operator-"))
     print(f"bench-operator: {N} migrations, work directory {workdir}", flush=True)
     try:
         result = run(workdir)
         report(result)
+    except KeyboardInterrupt:
+        print(
+            "\nbench-operator: interrupted; the operator and the control plane are stopped", file=sys.stderr
+        )
+        return 130
     finally:
         if KEEP:
             print(f"  kept {workdir} (operator.log, controlplane/)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(result, default=str))
+    print(json.dumps(without_nan(result)))
+    return 0
+
+
+def without_nan(value: Any) -> Any:
+    """NaN (a figure with no samples) as null, so the last line is strict JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nan(v) for v in value]
+    return value
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -44,7 +44,8 @@ def test_no_control_plane_process_outlives_its_parent(tmp_path: Path, how: signa
         assert len(processes_using(workdir)) == 3  # etcd, kube-apiserver, kube-controller-manager
         parent.send_signal(how)
         parent.wait(timeout=30)
-        wait_until(lambda: not processes_using(workdir), 30, "etcd and kube-apiserver to exit")
+        # Generous: kube-apiserver shuts down gracefully, slowly on a loaded machine.
+        wait_until(lambda: not processes_using(workdir), 90, "etcd and kube-apiserver to exit")
     finally:
         parent.kill()
         parent.wait()
