@@ -610,7 +610,9 @@ def report(r: dict[str, Any]) -> None:
         f"after edit {r.get('reached_edit', 0)}/{r['migrations']} (exact {r['edits_exact']})"
     )
     print(
-        f"  route events {r['route_events']}, same-position rewrites {r['same_position_rewrites']}, "
+        f"  route events {r['route_events']} (one creation, {len(EXPECTED_WALK) - 1} steps and one edit "
+        f"each: {r['migrations'] * (len(EXPECTED_WALK) + 1)}), "
+        f"same-position rewrites {r['same_position_rewrites']}, "
         f"writes while holding {r['route_writes_while_holding']}"
     )
     print(

@@ -14,9 +14,11 @@ record, so a pass that dies before its status write is recovered from the route 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import os
 import socket
+import time
 from typing import Any, cast
 
 import kopf
@@ -45,6 +47,15 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.reporting_component = "hal9-migration-operator"
     settings.posting.reporting_instance = socket.gethostname()
     kube.load_config()
+
+
+@kopf.on.startup()
+async def size_the_pass_pool(**_: Any) -> None:
+    """Passes run in the loop's default executor (``asyncio.to_thread`` keeps kopf's context
+    variables, which ``kopf.event`` needs); asyncio's default of cpu+4 threads made hundreds of
+    migrations queue for a thread while the API server had room."""
+    executor = concurrent.futures.ThreadPoolExecutor(kube.PASS_THREADS, thread_name_prefix="pass")
+    asyncio.get_running_loop().set_default_executor(executor)
 
 
 @kopf.on.login()
@@ -76,7 +87,7 @@ async def drive(
     while not stopped:
         wake.clear()
         try:
-            delay = await asyncio.to_thread(reconcile, str(namespace), name, logger)
+            delay = await asyncio.to_thread(reconcile, str(namespace), name, logger, memo)
             failures = 0
         except kube.Conflict as conflict:
             logger.info("retrying on fresh data: %s", conflict)
@@ -111,7 +122,7 @@ async def _sleep(wake: asyncio.Event, stopped: Any, seconds: float) -> None:
             waiter.cancel()
 
 
-def reconcile(namespace: str, name: str, logger: kopf.Logger) -> float | None:
+def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> float | None:
     """One level-based pass; returns the seconds until something falls due (None: nothing timed)."""
     obj = kube.read_migration(namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
@@ -122,7 +133,7 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger) -> float | None:
     present = controls.read(obj["metadata"].get("annotations"))
     observed, router, route_obj, view = plan.Observed(), None, None, None
     if not isinstance(spec, str):
-        refs = kube.check_references(namespace, plan.references(spec))
+        refs = _references(memo, namespace, spec, generation)
         observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden)
         if not (refs.missing or refs.forbidden):
             router = traffic.router_for(spec, namespace)
@@ -167,6 +178,19 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger) -> float | None:
         "" if decision.changed or wrote else " (no change)",
     )
     return decision.requeue_after
+
+
+def _references(memo: Any, namespace: str, spec: Hal9MigrationSpec, generation: int) -> kube.References:
+    """The Services and Deployments the spec names, checked when the spec changes and then once per
+    recheck interval while they are all there (four GETs on every pass were a third of the API load);
+    a missing or forbidden one is looked for again on every pass."""
+    cached = memo.get("references")
+    now = time.monotonic()
+    if cached is not None and cached[0] == generation and now - cached[1] < RECHECK_SECONDS:
+        return cast(kube.References, cached[2])
+    refs = kube.check_references(namespace, plan.references(spec))
+    memo["references"] = None if (refs.missing or refs.forbidden) else (generation, now, refs)
+    return refs
 
 
 def _route_view(

@@ -80,7 +80,17 @@ def _connect(env: dict[str, str], kubectl: str, plane: controlplane.ControlPlane
         line for line in created.stderr.splitlines() if "AlreadyExists" not in line and line.strip()
     ]
     assert not unexpected, created.stderr
-    found.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    # A CRD created a moment ago may not have its conditions yet, which `kubectl wait` calls an error.
+    wait_until(
+        lambda: (
+            found.kubectl(
+                "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all", check=False
+            ).returncode
+            == 0
+        ),
+        90,
+        "the CRDs to be established",
+    )
     return found
 
 
