@@ -3,7 +3,7 @@
 pydantic emits JSON Schema (2020-12 flavour, with ``$defs``/``$ref`` and ``anyOf`` for optionals);
 Kubernetes wants a structural OpenAPI v3 schema: every ref inlined, no ``anyOf`` around a type, no
 ``title``, boolean ``exclusiveMinimum``. This module does that translation and nothing else; the
-rules themselves live in ``models.py``.
+rules themselves live in ``models/``.
 """
 
 from __future__ import annotations
@@ -172,5 +172,5 @@ def build_crd() -> dict[str, Any]:
 
 def render_crd() -> str:
     """The CRD as the YAML committed under ``crds/``."""
-    header = "# Generated from operator/hal9_migration/models.py by `make crd`. Do not edit.\n"
+    header = "# Generated from operator/hal9_migration/models/ by `make crd`. Do not edit.\n"
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)

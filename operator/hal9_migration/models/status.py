@@ -1,0 +1,144 @@
+"""The status: what the operator observed and did; people and GitOps tools read it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .common import Percent, Phase, StatusModel
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """A condition in the standard Kubernetes shape (metav1.Condition)."""
+
+    type: str = Field(max_length=316)
+    status: ConditionStatus
+    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    message: str = Field("", max_length=32768)
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = Field(None, ge=0)
+
+
+class CheckResult(StatusModel):
+    name: str
+    query: str = ""
+    value: float | None = None
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    reason: str = ""
+
+
+class AnalysisStatus(StatusModel):
+    last_run_time: str | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
+    consecutive_failures: int = 0
+
+
+class StateMigrationStatus(StatusModel):
+    job_name: str | None = None
+    total: int | None = None
+    migrated: int | None = None
+    failed: int | None = None
+    percent: int | None = Field(None, ge=0, le=100)
+    last_checkpoint: str | None = None
+    validation: str | None = None
+
+
+class HealthStatus(StatusModel):
+    score: float | None = Field(None, ge=0, le=1)
+
+
+class Snapshot(StatusModel):
+    time: str
+    phase: Phase | None = None
+    weight: int | None = None
+    spec: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    targeting: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}}
+    )
+
+
+class HistoryEntry(StatusModel):
+    time: str
+    from_phase: Phase | None = Field(None, alias="from")
+    to_phase: Phase | None = Field(None, alias="to")
+    weight: int | None = None
+    reason: str
+    message: str = ""
+    actor: str = "operator"
+
+
+class PositionRecord(StatusModel):
+    """Where the route object stands, as the operator last wrote it.
+
+    The same record goes onto the route object (an annotation, in the same write as the weights), so
+    a restarted operator knows the position even when the status write after it never landed.
+    ``phase`` is absent before Shadow: the migration has not started, or was aborted to all-flat.
+    """
+
+    phase: Phase | None = None
+    step: int = Field(0, ge=0)
+    weight: Percent = 0
+    mirror: Percent = 0
+    since: str = Field(description="When the route object took this position (RFC 3339, milliseconds).")
+    reason: str = ""
+    actor: str = "operator"
+    control: str | None = Field(None, description="The control annotation (verb=value) behind this move.")
+    held: list[str] = Field(
+        default_factory=list, description="Components a Partial rollback left as they were."
+    )
+    generation: int | None = Field(None, description="The spec generation this move was made for.")
+
+
+class GateStatus(StatusModel):
+    """The gate the current step waits on, and since when."""
+
+    name: str
+    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    reason: str = ""
+    since: str
+
+
+class Halt(StatusModel):
+    """A stop that only a person ends: a ``retry`` annotation or a new spec generation."""
+
+    reason: str
+    message: str = ""
+    generation: int
+    time: str
+
+
+class ControlsStatus(StatusModel):
+    """What the control annotations have set, and which ones were acted on."""
+
+    paused_by: str | None = Field(None, description="Who paused the migration with the pause annotation.")
+    # verb -> annotation value acted on; kept until the annotation is seen gone, so an annotation
+    # whose removal was lost (a crash) is never acted on twice.
+    consumed: dict[str, str] = Field(default_factory=dict)
+
+
+class Hal9MigrationStatus(StatusModel):
+    """What the operator observed and did; people and GitOps tools read this."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    phase: Phase | None = None
+    step: int | None = None
+    weight: Percent | None = None
+    mirror_percent: Percent | None = None
+    position: PositionRecord | None = None
+    gate: GateStatus | None = None
+    halt: Halt | None = None
+    controls: ControlsStatus | None = None
+    analysis: AnalysisStatus | None = None
+    state_migration: StateMigrationStatus | None = None
+    health: HealthStatus | None = None
+    snapshots: list[Snapshot] = Field(default_factory=list, max_length=20)
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=100)
