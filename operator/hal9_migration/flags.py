@@ -20,9 +20,3 @@ def targeting_at(
     if position.phase is None:
         return ()
     return tuple(spec.targeting)
-
-
-def describe(rules: tuple[TargetingRule, ...] | None) -> str:
-    if rules is None:
-        return "match routes held"
-    return ", ".join(f"{r.name} -> {r.route.value}" for r in rules) or "none"

@@ -108,7 +108,7 @@ def decide(
         wanted = stalled("InvalidSpec", f"The spec is invalid: {spec}")
         return _decision(finish(current, generation, now, journal, wanted, paused), "invalid spec")
     paused_now = paused_condition(spec, current.controls)
-    problem = _problem(spec, observed, route)
+    problem = _problem(observed, route)
     if problem is not None:
         reason, message = problem
         report = finish(current, generation, now, journal, stalled(reason, message), paused_now)
@@ -117,9 +117,7 @@ def decide(
     return _Pass(spec, generation, current, route, list(controls), name, now, journal).run()
 
 
-def _problem(
-    spec: Hal9MigrationSpec, observed: Observed, route: RouteView | RouteProblem | None
-) -> tuple[str, str] | None:
+def _problem(observed: Observed, route: RouteView | RouteProblem | None) -> tuple[str, str] | None:
     """Why nothing can move without a change to the cluster or spec, or None."""
     if observed.forbidden:
         return "ReferenceForbidden", "The operator may not read: " + ", ".join(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from .clock import later
 from .models import Hal9MigrationSpec, RollbackComponent, RollbackStrategy, parse_duration
 from .phases import Position
 
@@ -55,8 +56,9 @@ def step_back(
         return BackStep(position, PARTIALLY_ROLLED_BACK, held)
     if rollback.strategy is RollbackStrategy.GRADUAL:
         interval = parse_duration(rollback.gradual.step_interval)
-        if last_reason == ROLLING_BACK and now < since + interval:
-            return BackStep(current, ROLLING_BACK, wait_until=since + interval)
+        due = later(since, interval)
+        if last_reason == ROLLING_BACK and now < due:
+            return BackStep(current, ROLLING_BACK, wait_until=due)
         lower = current.weight - rollback.gradual.step_percent
         if lower > target.weight:
             return BackStep(Position(current.phase, current.step, lower, 0), ROLLING_BACK)

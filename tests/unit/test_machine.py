@@ -389,3 +389,11 @@ def test_the_path_to_each_target(target: str, split: int | None, weights: list[i
     parsed = plan.parse_spec(spec(targetPhase=target, trafficSplit=split, stateMigration=STATE))
     assert isinstance(parsed, Hal9MigrationSpec), parsed
     assert [p.weight for p in phases.path(parsed)[1:]] == weights
+
+
+def test_a_gradual_interval_past_the_calendar_holds_instead_of_crashing() -> None:
+    huge = {"strategy": "Gradual", "gradual": {"stepPercent": 1, "stepInterval": "999999d999999d999999d"}}
+    world = reverted(huge)
+    world.run(5)
+    assert world.writes == [(24, 0)]  # the first step at once, the next one never due
+    assert world.condition("Reconciling") == ("True", "RollingBack")
