@@ -6,7 +6,7 @@ back (that is a rollback trigger, a different thing). A gate that has not passed
 
 Until metric analysis exists, a step of a migration without analysis passes on time alone, and says
 so; one that asks for analysis waits, because nothing may pretend to have checked what it has not.
-The StateMigration phase waits for the state migration, which this version does not run yet.
+The StateMigration phase passes on the state migration's own evidence: its Job and NoDataLoss.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from .models import Hal9MigrationSpec, Phase
+from .models import Hal9MigrationSpec, Phase, StateMigrationStatus
 from .phases import Position
+from .staterun import StateObservation, assess
 
 
 class Verdict(StrEnum):
@@ -36,10 +37,17 @@ class GateResult:
         return self.verdict is Verdict.PASS
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What the edge observed for the gates in this pass (None: not observed)."""
+
+    state: StateObservation | None = None
+
+
 class Gate(Protocol):
     name: str
 
-    def check(self, spec: Hal9MigrationSpec, position: Position) -> GateResult:
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
         """Whether the migration may leave ``position`` now."""
 
 
@@ -48,7 +56,7 @@ class TimeOnly:
 
     name = "time"
 
-    def check(self, spec: Hal9MigrationSpec, position: Position) -> GateResult:
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
         return GateResult(self.name, Verdict.PASS, "no analysis is configured: the step passes on time alone")
 
 
@@ -57,7 +65,7 @@ class AnalysisNotAvailable:
 
     name = "analysis"
 
-    def check(self, spec: Hal9MigrationSpec, position: Position) -> GateResult:
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
         return GateResult(
             self.name,
             Verdict.INCONCLUSIVE,
@@ -66,24 +74,26 @@ class AnalysisNotAvailable:
         )
 
 
-class StateMigrationPending:
-    """Phase 3 is left only when the state migration has passed NoDataLoss."""
+class StateMigrated:
+    """Phase 3 is left only when every shard succeeded and NoDataLoss passed (see ``staterun``)."""
 
     name = "state-migration"
 
-    def check(self, spec: Hal9MigrationSpec, position: Position) -> GateResult:
-        return GateResult(
-            self.name,
-            Verdict.INCONCLUSIVE,
-            "waits for the state migration to pass NoDataLoss; this operator version does not run "
-            "state-migration Jobs yet",
-        )
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
+        if spec.state_migration is None:  # refused at admission for targets from StateMigration on
+            return GateResult(self.name, Verdict.FAIL, "spec.stateMigration is not set")
+        if evidence.state is None:
+            return GateResult(
+                self.name, Verdict.INCONCLUSIVE, "the state migration has not been observed yet"
+            )
+        assessment = assess(spec.state_migration, StateMigrationStatus(), evidence.state)
+        return GateResult(self.name, Verdict(assessment.verdict), assessment.reason)
 
 
 def gate_for(spec: Hal9MigrationSpec, position: Position) -> Gate:
     """The gate guarding the way out of ``position``."""
     if position.phase is Phase.STATE_MIGRATION:
-        return StateMigrationPending()
+        return StateMigrated()
     if spec.analysis.prometheus is not None or spec.analysis.metrics:
         return AnalysisNotAvailable()
     return TimeOnly()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import datetime
 import os
 import socket
@@ -23,7 +24,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import controls, kube, plan, traffic
+from . import controls, kube, plan, statewatch, traffic
 from .models import GROUP, PLURAL, VERSION, Hal9MigrationSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -131,7 +132,8 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
     spec = plan.parse_spec(obj.get("spec"))
     current = plan.load_status(obj.get("status"))
     present = controls.read(obj["metadata"].get("annotations"))
-    observed, router, route_obj, view = plan.Observed(), None, None, None
+    uid = str(obj["metadata"].get("uid") or "")
+    observed, router, route_obj, view, state = plan.Observed(), None, None, None, None
     if not isinstance(spec, str):
         refs = _references(memo, namespace, spec, generation)
         observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden)
@@ -139,10 +141,16 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
             router = traffic.router_for(spec, namespace)
             route_obj = kube.read_route(router)
             view = _route_view(router, route_obj, spec, namespace, name)
+            memory = view.memory if isinstance(view, plan.RouteView) else None
+            if plan.observes_state(spec, current, memory):
+                state = statewatch.observe(namespace, name, uid, spec, current.state_migration)
+
+    now = datetime.datetime.now(datetime.UTC)  # one clock for a pass, even when decided again
 
     def decide(route: plan.RouteView | traffic.RouteProblem | None) -> plan.Decision:
-        now = datetime.datetime.now(datetime.UTC)
-        return plan.decide(spec, generation, current, observed, now, name=name, route=route, controls=present)
+        return plan.decide(
+            spec, generation, current, observed, now, name=name, route=route, controls=present, state=state
+        )
 
     decision = decide(view)
     wrote = False
@@ -158,6 +166,11 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
             if rendered != route_obj:
                 kube.replace_route(router, rendered)
                 wrote = True
+    if decision.state is not None and not isinstance(spec, str):
+        refused = statewatch.act(namespace, name, uid, spec, decision.state)
+        if refused and state is not None:
+            state = dataclasses.replace(state, job_problem=refused)
+            decision = decide(view)
     if decision.changed:
         kube.replace_status(obj, decision.status)
     # Only after the status landed: a retried pass must not announce twice.

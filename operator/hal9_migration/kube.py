@@ -6,6 +6,7 @@ here propagate, so kopf retries the pass instead of the operator deciding on a h
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -176,3 +177,72 @@ def remove_annotations(namespace: str, name: str, annotations: dict[str, str]) -
         except ApiException as error:
             if error.status not in (404, 409, 422):  # gone, or the value changed: leave it
                 raise
+
+
+# --- the state-migration Job -------------------------------------------------------------------------
+
+
+def read_secret_value(namespace: str, name: str, key: str) -> tuple[str | None, str]:
+    """A Secret key's value (decoded), or None and why not. The value is a database URL with its
+    password: callers hand it to a store and nothing else; it never reaches a log, Event or status."""
+    try:
+        secret = kubernetes.client.CoreV1Api(_api()).read_namespaced_secret(
+            name, namespace, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None, f"Secret {namespace}/{name} not found"
+        if error.status == 403:
+            return None, f"Secret {namespace}/{name} may not be read by the operator; check its RBAC"
+        raise
+    data = secret.data or {}
+    if key not in data:
+        return None, f"Secret {namespace}/{name} has no key {key!r}"
+    try:
+        return base64.b64decode(data[key]).decode(), ""
+    except (ValueError, UnicodeDecodeError):
+        return None, f"Secret {namespace}/{name} key {key!r} is not UTF-8 text"
+
+
+def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        job = kubernetes.client.BatchV1Api(_api()).read_namespaced_job(
+            name, namespace, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], _api().sanitize_for_serialization(job))  # type: ignore[no-untyped-call]
+
+
+def create_job(manifest: dict[str, Any]) -> None:
+    """Create the Job; one that exists already (a pass repeated after a lost status write) is fine."""
+    namespace = manifest["metadata"]["namespace"]
+    try:
+        kubernetes.client.BatchV1Api(_api()).create_namespaced_job(
+            namespace,
+            manifest,  # type: ignore[arg-type]  # plain dicts are sent as they are
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def suspend_job(namespace: str, name: str, suspend: bool) -> None:
+    """Suspend (its pods are deleted; the Job and what the workers committed stay) or resume."""
+    try:
+        kubernetes.client.BatchV1Api(_api()).patch_namespaced_job(
+            name, namespace, {"spec": {"suspend": suspend}}, _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def job_pods(namespace: str, job: str) -> list[dict[str, Any]]:
+    pods = kubernetes.client.CoreV1Api(_api()).list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/job-name={job}", _request_timeout=REQUEST_TIMEOUT
+    )
+    return cast(list[dict[str, Any]], _api().sanitize_for_serialization(pods.items))  # type: ignore[no-untyped-call]

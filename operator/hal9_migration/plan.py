@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import conditions, gates, phases, rollback
+from . import conditions, gates, phases, rollback, staterun
 from .clock import later, parse_time, timestamp_ms
 from .conditions import Desired
 from .controls import Control, Verb
@@ -31,8 +31,12 @@ from .models import (
     Hal9MigrationSpec,
     Hal9MigrationStatus,
     Halt,
+    Phase,
     PositionRecord,
+    RollbackComponent,
+    RollbackStrategy,
     Snapshot,
+    StateMigrationStatus,
     parse_duration,
 )
 from .phases import START, Position
@@ -46,11 +50,17 @@ from .report import (
     paused_condition,
     stalled,
 )
+from .staterun import StateObservation
 from .traffic.base import ObservedRouting, RouteProblem, Routing
 
 SNAPSHOT_LIMIT = 20
 ABORTED = "Aborted"
 DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+STATE_FAILED = "StateMigrationFailed"
+SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a password)
+JOB_REJECTED = "StateMigrationJobRejected"
+# While a state-migration Job runs, status follows the workers' reports at least this often.
+STATE_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,15 @@ class RouteWrite:
 
 
 @dataclass(frozen=True)
+class StateAction:
+    """What the edge must do to the state-migration Job of ``attempt``."""
+
+    verb: str  # create | suspend | resume
+    attempt: int
+    shards: int  # the run's sharding: the target's once a run started, else spec.workers
+
+
+@dataclass(frozen=True)
 class Decision:
     status: dict[str, Any]  # the full new status, camelCase, ready to patch
     changed: bool  # False when the status already says exactly this
@@ -88,6 +107,7 @@ class Decision:
     consume: list[Control] = field(default_factory=list)  # annotations to remove
     requeue_after: float | None = None  # seconds until something falls due; None: nothing timed
     summary: str = ""
+    state: StateAction | None = None
 
 
 def decide(
@@ -100,6 +120,7 @@ def decide(
     name: str = "",
     route: RouteView | RouteProblem | None = None,
     controls: Sequence[Control] = (),
+    state: StateObservation | None = None,
 ) -> Decision:
     """One pass: what the status should say now, and what the route object should hold."""
     journal = Journal(now)
@@ -114,7 +135,7 @@ def decide(
         report = finish(current, generation, now, journal, stalled(reason, message), paused_now)
         return _decision(report, reason)
     assert isinstance(route, RouteView)  # _problem() reports anything else
-    return _Pass(spec, generation, current, route, list(controls), name, now, journal).run()
+    return _Pass(spec, generation, current, route, list(controls), name, now, journal, state).run()
 
 
 def _problem(observed: Observed, route: RouteView | RouteProblem | None) -> tuple[str, str] | None:
@@ -152,6 +173,7 @@ class _Pass:
         name: str,
         now: datetime,
         journal: Journal,
+        state: StateObservation | None,
     ) -> None:
         self.spec, self.generation, self.current, self.route = spec, generation, current, route
         self.present, self.name, self.now, self.journal = present, name, now, journal
@@ -163,6 +185,8 @@ class _Pass:
         self.aborted_by = "operator"
         self.frozen = False  # assessing the position a move just reached: no second move, no notes
         self.snapshots = list(current.snapshots)
+        self.state_seen = state  # None: not observed in this pass (or observed for an older attempt)
+        self.state_status = current.state_migration
 
     # --- the pass --------------------------------------------------------------------------------
 
@@ -187,6 +211,7 @@ class _Pass:
                 f"At {_position(new_record).label()}: the next step is due now",
                 self.now,
             )
+        state_action = self._state_job(new_record, target)
         write = None
         if new_record is not None:
             held = tuple(new_record.held) if new_record.generation == self.generation else ()
@@ -194,7 +219,7 @@ class _Pass:
             write = RouteWrite(
                 Routing(there.weight, there.mirror, targeting_at(self.spec, there, held)), new_record
             )
-        return self._decision(new_record, outcome, write)
+        return self._decision(new_record, outcome, write, state_action)
 
     def _where_the_route_stands(self) -> PositionRecord | None:
         """The route's own record when it is newer than status (a status write was lost), else status's."""
@@ -280,6 +305,9 @@ class _Pass:
             if record is not None and here != START:
                 return self._move(record, START, ABORTED, actor=self.aborted_by), None
             return record, Outcome("halted", ABORTED, self.halt.message)
+        if self.halt is not None and self.halt.reason == STATE_FAILED:
+            self._ignore_promote("the state migration failed; retry first")
+            return self._after_state_failure(record, here)
         if here.rank > target.rank:
             self._ignore_promote("the migration is walking back")
             return self._back(record, here, target)
@@ -339,7 +367,19 @@ class _Pass:
                 f"At {here.label()} until {conditions.timestamp(due)}; next {upcoming.label()}",
                 due,
             )
-        result = gates.gate_for(self.spec, here).check(self.spec, here)
+        if here.phase is Phase.STATE_MIGRATION:
+            self._new_attempt_after_failure()
+            seen = self.state_seen
+            if seen is not None and seen.secret_problems and seen.job is None:
+                message = (
+                    f"{'; '.join(seen.secret_problems)}: no state-migration Job is created until it exists"
+                )
+                return self._resync(record, here), Outcome("halted", SECRET_NOT_FOUND, message)
+            if seen is not None and seen.job_problem:
+                return self._resync(record, here), Outcome("halted", JOB_REJECTED, seen.job_problem)
+        result = gates.gate_for(self.spec, here).check(self.spec, here, gates.Evidence(state=self.state_seen))
+        if result.gate == gates.StateMigrated.name and result.verdict is gates.Verdict.FAIL:
+            return self._state_failed(record, here, result.reason)
         if result.passed:
             moved = self._move(
                 record,
@@ -353,6 +393,8 @@ class _Pass:
 
     def _wait_for_gate(self, here: Position, upcoming: Position, result: gates.GateResult) -> Outcome:
         started = parse_time(self.gate.since) if self.gate and self.gate.name == result.gate else None
+        if result.gate == gates.StateMigrated.name and self._state_progressed():
+            started = None  # the deadline is for a run that stopped moving, not for a long one
         since = started or self.now
         self.gate = GateStatus(
             name=result.gate, verdict=result.verdict.value, reason=result.reason, since=timestamp_ms(since)
@@ -403,6 +445,121 @@ class _Pass:
             step.reason,
             message=f"Walking back to {target.label()}: {step.position.label()}",
         ), None
+
+    # --- the state migration -----------------------------------------------------------------------
+
+    def _state_failed(
+        self, record: PositionRecord | None, here: Position, reason: str
+    ) -> tuple[PositionRecord | None, Outcome | None]:
+        """Stop: a person must look (the data is safe); walk back with the rollback strategy."""
+        message = f"{here.label()}: {reason}"
+        self.halt = Halt(
+            reason=STATE_FAILED,
+            message=message,
+            generation=self.generation,
+            time=conditions.timestamp(self.now),
+        )
+        self.journal.record(STATE_FAILED, message, warning=True)
+        return self._after_state_failure(record, here)
+
+    def _after_state_failure(
+        self, record: PositionRecord | None, here: Position
+    ) -> tuple[PositionRecord | None, Outcome | None]:
+        """Traffic goes back to flat as ``spec.rollback`` says; the stop holds until retry or a new spec."""
+        assert self.halt is not None
+        halted = Outcome("halted", STATE_FAILED, self.halt.message + "; retry (or change the spec) to go on")
+        if record is None or here == START:
+            return record, halted
+        moved, outcome = self._back(record, here, START)
+        if outcome is None:
+            return moved, None
+        if outcome.state == "moving":  # a Gradual walk waiting for its next step
+            halted.due = outcome.due
+        return moved, halted
+
+    def _new_attempt_after_failure(self) -> None:
+        """A failed attempt whose stop has ended (retry, a new spec) gives way to a new Job, which
+        resumes from the checkpoints the workers committed."""
+        status = self.state_status
+        if status is None or status.state != "Failed" or self.halt is not None:
+            return
+        self.state_seen = None  # what the edge saw is the failed attempt's Job
+        if self.frozen:
+            return  # the next pass starts it
+        attempt = status.attempt + 1
+        self.state_status = StateMigrationStatus(
+            attempt=attempt,
+            shards=status.shards,
+            state="Pending",
+            message=f"attempt {attempt} starts: a new Job resumes from the workers' checkpoints",
+        )
+        self.journal.record(
+            "StateMigrationRetried",
+            f"Attempt {attempt}: a new state-migration Job resumes from the workers' checkpoints "
+            f"(attempt {status.attempt} failed: {status.message or 'see history'})",
+        )
+
+    def _state_progressed(self) -> bool:
+        before, seen = self.current.state_migration, self.state_seen
+        if seen is None or seen.report is None:
+            return False
+        done = sum(s.migrated + s.failed for s in seen.report.shards)
+        return before is None or done > (before.migrated or 0) + (before.failed or 0)
+
+    def _state_job(self, record: PositionRecord | None, target: Position) -> StateAction | None:
+        """What the Job of the current attempt needs, and ``status.stateMigration`` from what was seen."""
+        seen, wanted = self.state_seen, self.spec.state_migration
+        if seen is None:
+            return None
+        status = self.state_status or StateMigrationStatus()
+        if wanted is not None:
+            status = staterun.assess(wanted, status, seen).status
+        here, job = _position(record), seen.job
+        shards = (
+            seen.report.shard_count if seen.report else status.shards or (wanted.workers if wanted else 1)
+        )
+        status.shards = shards
+        action = None
+        wanted_now = _phase_number(target) >= Phase.STATE_MIGRATION.number
+        if here.phase is Phase.STATE_MIGRATION and self.halt is None and wanted is not None and wanted_now:
+            if job is None and not seen.secret_problems and not seen.job_problem:
+                action = StateAction("create", status.attempt, shards)
+                self.journal.record(
+                    "StateMigrationStarted",
+                    f"Attempt {status.attempt}: an Indexed Job of {shards} workers migrates the neuron state",
+                )
+            elif job is not None and job.suspended and not (job.complete or job.failed):
+                action = StateAction("resume", status.attempt, shards)
+                status.state = "Running"
+                self.journal.record("StateMigrationResumed", f"Job {job.name} resumes from its checkpoints")
+        elif (
+            job is not None
+            and not (job.complete or job.failed or job.suspended)
+            and self._stops_state(here, target)
+        ):
+            action = StateAction("suspend", status.attempt, shards)
+            status.state = "Stopped"
+            self.journal.record(
+                "StateMigrationStopped",
+                f"Job {job.name} is suspended; migrated rows and checkpoints stay, and the source was "
+                "never written",
+                warning=True,
+            )
+        self.state_status = status
+        return action
+
+    def _stops_state(self, here: Position, target: Position) -> bool:
+        """Whether the Job must stop: an abort always; a state failure or a walk back below phase 3
+        when the rollback strategy covers the ``state`` component."""
+        if self.halt is not None and self.halt.reason == ABORTED:
+            return True
+        walking_back = min(_phase_number(here), _phase_number(target)) < Phase.STATE_MIGRATION.number
+        if not walking_back and (self.halt is None or self.halt.reason != STATE_FAILED):
+            return False
+        strategy = self.spec.rollback
+        if strategy.strategy is RollbackStrategy.PARTIAL:
+            return RollbackComponent.STATE in (strategy.partial.components if strategy.partial else [])
+        return True
 
     # --- bookkeeping -------------------------------------------------------------------------------
 
@@ -484,7 +641,11 @@ class _Pass:
     # --- the status ------------------------------------------------------------------------------
 
     def _decision(
-        self, record: PositionRecord | None, outcome: Outcome, write: RouteWrite | None
+        self,
+        record: PositionRecord | None,
+        outcome: Outcome,
+        write: RouteWrite | None,
+        state: StateAction | None,
     ) -> Decision:
         here = _position(record) if record else None
         update: dict[str, Any] = {
@@ -497,6 +658,7 @@ class _Pass:
             "halt": self.halt,
             "controls": self.controls if (self.controls.paused_by or self.controls.consumed) else None,
             "snapshots": self.snapshots,
+            "state_migration": self.state_status,
         }
         current = self.current.model_copy(update=update)
         wanted = outcome_conditions(outcome)
@@ -507,7 +669,38 @@ class _Pass:
             requeue = max(0.0, (outcome.due - self.now).total_seconds())
         elif outcome.state == "moving":
             requeue = 0.0
-        return _decision(report, f"{outcome.reason}: {outcome.message}", write, self.consume, requeue)
+        poll = self._state_poll(record)
+        if poll is not None:
+            requeue = poll if requeue is None else min(requeue, poll)
+        return _decision(report, f"{outcome.reason}: {outcome.message}", write, self.consume, requeue, state)
+
+    def _state_poll(self, record: PositionRecord | None) -> float | None:
+        """How soon to look at the state migration again: at once when phase 3 has not been observed
+        (just entered, or a new attempt), every few seconds while its Job may be running."""
+        in_phase = _position(record).phase is Phase.STATE_MIGRATION
+        if in_phase and self.state_seen is None and self.halt is None:
+            return 0.0
+        status = self.state_status
+        if status is not None and status.state in ("Pending", "Running") and (in_phase or status.job_name):
+            return STATE_POLL_SECONDS
+        return None
+
+
+def observes_state(
+    spec: Hal9MigrationSpec | str, status: Hal9MigrationStatus, memory: PositionRecord | None
+) -> bool:
+    """Whether the edge must observe the state migration for this pass: phase 3 is (or was, per the
+    route object) where the migration stands, or a Job of the current attempt may still be running."""
+    if isinstance(spec, str):
+        return False
+    if any(r is not None and r.phase is Phase.STATE_MIGRATION for r in (status.position, memory)):
+        return True
+    state = status.state_migration
+    return state is not None and state.job_name is not None and state.state in ("Pending", "Running")
+
+
+def _phase_number(position: Position) -> int:
+    return position.phase.number if position.phase else 0
 
 
 def _position(record: PositionRecord | None) -> Position:
@@ -526,6 +719,7 @@ def _decision(
     route: RouteWrite | None = None,
     consume: list[Control] | None = None,
     requeue_after: float | None = None,
+    state: StateAction | None = None,
 ) -> Decision:
     return Decision(
         status=report.status,
@@ -535,6 +729,7 @@ def _decision(
         consume=consume or [],
         requeue_after=requeue_after,
         summary=summary,
+        state=state,
     )
 
 
@@ -545,9 +740,12 @@ __all__ = [
     "Observed",
     "RouteView",
     "RouteWrite",
+    "StateAction",
+    "StateObservation",
     "decide",
     "load_record",
     "load_status",
+    "observes_state",
     "parse_spec",
     "references",
 ]

@@ -8,11 +8,13 @@ route object is the NoopRouter's, so the same render path as production is used.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from hal9_migration import controls, plan
+from hal9_migration.statemigration.stores.base import RunReport
+from hal9_migration.staterun import JobView, StateObservation
 from hal9_migration.traffic.base import ObservedRouting
 
 
@@ -22,6 +24,36 @@ class Route:
     mirror: int = 0
     targeting: tuple[str, ...] = ()
     record: dict[str, Any] | None = None  # the operator's position record, as on the annotation
+
+
+@dataclass
+class StateWorld:
+    """The state migration's edge in memory: Jobs by attempt, Secrets, and the target's report."""
+
+    jobs: dict[int, JobView] = field(default_factory=dict)
+    actions: list[plan.StateAction] = field(default_factory=list)
+    secret_problems: list[str] = field(default_factory=list)
+    report: RunReport | None = None
+    observed: int = 0  # passes that observed the state migration
+
+    def observe(self, attempt: int) -> StateObservation:
+        self.observed += 1
+        return StateObservation(
+            job=self.jobs.get(attempt), secret_problems=list(self.secret_problems), report=self.report
+        )
+
+    def apply(self, action: plan.StateAction) -> None:
+        self.actions.append(action)
+        if action.verb == "create":
+            assert action.attempt not in self.jobs, "a second Job for one attempt"
+            self.jobs[action.attempt] = JobView(name=f"job-{action.attempt}", active=action.shards)
+        else:
+            job = self.jobs[action.attempt]
+            self.jobs[action.attempt] = replace(job, suspended=action.verb == "suspend")
+
+    def finish(self, attempt: int, **changes: Any) -> None:
+        """The Job of ``attempt`` changes as Kubernetes would report it (complete, failed ...)."""
+        self.jobs[attempt] = replace(self.jobs[attempt], active=0, **changes)
 
 
 @dataclass
@@ -35,6 +67,7 @@ class World:
     annotations: dict[str, str] = field(default_factory=dict)
     writes: list[tuple[int, int]] = field(default_factory=list)  # (weight, mirror) after each route change
     decisions: list[plan.Decision] = field(default_factory=list)
+    state: StateWorld = field(default_factory=StateWorld)
 
     def edit(self, **changes: Any) -> None:
         """A spec change (kubectl apply / git revert): a new generation."""
@@ -47,16 +80,24 @@ class World:
         view = plan.RouteView(
             ObservedRouting(self.route.weight, self.route.mirror, self.route.targeting), memory=record
         )
+        spec, status = plan.parse_spec(self.spec), plan.load_status(self.status)
+        seen = None
+        if plan.observes_state(spec, status, record):
+            attempt = status.state_migration.attempt if status.state_migration else 1
+            seen = self.state.observe(attempt)
         decision = plan.decide(
-            plan.parse_spec(self.spec),
+            spec,
             self.generation,
-            plan.load_status(self.status),
+            status,
             plan.Observed(),
             self.now,
             name=self.name,
             route=view,
             controls=controls.read(self.annotations),
+            state=seen,
         )
+        if decision.state is not None:
+            self.state.apply(decision.state)
         if decision.route is not None:
             routing = decision.route.routing
             targeting = (

@@ -322,6 +322,31 @@ class DatabaseRef(Model):
 _DISTINCT_DATABASES = "source and target must be different databases (they name the same Secret key)"
 
 
+# A Kubernetes resource quantity, in the API server's own grammar: 500m, 1.5, 256Mi, 1e3.
+_QUANTITY = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"  # a number
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"  # a suffix
+)
+Quantity = Annotated[str, Field(min_length=1, max_length=32, pattern=_QUANTITY)]
+
+
+class WorkerRequests(Model):
+    cpu: Quantity | None = "250m"
+    memory: Quantity | None = "256Mi"
+
+
+class WorkerLimits(Model):
+    cpu: Quantity | None = None
+    memory: Quantity | None = "1Gi"
+
+
+class WorkerResources(Model):
+    """A worker container's resources; the defaults suit the measured ~190 MiB peak of a worker."""
+
+    requests: WorkerRequests = Field(default_factory=WorkerRequests, json_schema_extra={"default": {}})
+    limits: WorkerLimits = Field(default_factory=WorkerLimits, json_schema_extra={"default": {}})
+
+
 class StateMigration(Model):
     model_config = ConfigDict(
         json_schema_extra=k8s(
@@ -336,8 +361,29 @@ class StateMigration(Model):
     image: str = Field(min_length=1, max_length=1024, description="Image that runs the migration worker.")
     source: DatabaseRef
     target: DatabaseRef
-    batch_size: StrictInt = Field(1000, ge=1, le=100_000)
-    workers: StrictInt = Field(4, ge=1, le=64)
+    batch_size: StrictInt = Field(
+        1000, ge=1, le=100_000, description="Rows per transaction (with a checkpoint)."
+    )
+    workers: StrictInt = Field(
+        4, ge=1, le=64, description="Indexes of the Indexed Job: one shard of the neuron ids each."
+    )
+    max_failed_rows: StrictInt = Field(
+        0,
+        ge=0,
+        description="Rows that may fail validation (and stay behind, listed in migration_failures) "
+        "before the phase fails instead of passing.",
+    )
+    backoff_limit_per_index: StrictInt = Field(
+        2, ge=0, le=20, description="Retries of one shard's pod before the Job fails."
+    )
+    active_deadline: Duration | None = Field(
+        None, description="Longest the Job may run (its activeDeadlineSeconds); none when unset."
+    )
+    resources: WorkerResources = Field(
+        default_factory=WorkerResources,
+        description="Each worker pod's container resources.",
+        json_schema_extra={"default": {}},
+    )
 
     @model_validator(mode="after")
     def _distinct_databases(self) -> StateMigration:

@@ -36,14 +36,31 @@ class AnalysisStatus(StatusModel):
     consecutive_failures: int = 0
 
 
+class FailedRowStatus(StatusModel):
+    id: str
+    validator: str
+    reason: str
+
+
 class StateMigrationStatus(StatusModel):
+    """The state-migration Job and what its workers reported (from the target's bookkeeping tables)."""
+
     job_name: str | None = None
+    attempt: int = Field(1, ge=1, description="Raised by each retry after a failure: a new Job resumes.")
+    shards: int | None = None
+    state: str | None = None  # Pending | Running | Verifying | Verified | Failed | Stopped
     total: int | None = None
     migrated: int | None = None
     failed: int | None = None
     percent: int | None = Field(None, ge=0, le=100)
-    last_checkpoint: str | None = None
-    validation: str | None = None
+    rate: float | None = None  # rows per second, all shards together
+    eta_seconds: int | None = None
+    last_checkpoint: str | None = None  # when a worker last committed a batch
+    validation: str | None = None  # the NoDataLoss verdict, with counts
+    failed_indexes: str | None = None
+    last_error: str | None = None  # the failing worker's last log line (never a URL's password)
+    first_failures: list[FailedRowStatus] = Field(default_factory=list)
+    message: str | None = None
 
 
 class HealthStatus(StatusModel):

@@ -86,6 +86,40 @@ class Progress:
     state: str  # Running | Finished | Verified | VerificationFailed
 
 
+@dataclass(frozen=True)
+class ShardReport:
+    """One shard's row of ``migration_progress``, as its worker last wrote it."""
+
+    shard: str  # "1/4"
+    total: int
+    migrated: int
+    failed: int
+    rate: float
+    eta_seconds: float | None
+    state: str  # Running | Finished | Verified | VerificationFailed
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    neuron_id: str
+    validator: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What the workers recorded in a target, read by the operator while the Job runs."""
+
+    cutoff: str
+    shard_count: int
+    shards: list[ShardReport]
+    verified: dict[str, bool]  # scope ("shard 1/4") -> passed
+    problems: dict[str, str]  # scope -> first problem, for the scopes that did not pass
+    failed_rows: int
+    first_failures: list[FailedRow]  # the first few by id
+
+
 class Store(Protocol):
     """What the engine needs from a database, in either role."""
 
@@ -141,6 +175,10 @@ class Store(Protocol):
 
     def run_info(self) -> tuple[str, int] | None:
         """The recorded run's (cutoff, shard count), or None before any run."""
+
+    def read_report(self, sample: int) -> RunReport | None:
+        """The run's progress, verifications and first ``sample`` failures; None before any run.
+        Read-only: never creates a database, a table or a row."""
 
     def close(self) -> None: ...
 

@@ -16,7 +16,18 @@ from psycopg.rows import dict_row
 
 from ..rows import FLAT_COLUMNS, UNIT_COLUMNS, Failure
 from ..shards import Shard
-from .base import Checkpoint, Progress, SchemaError, StoreError, Verification, redact, scrub
+from .base import (
+    Checkpoint,
+    FailedRow,
+    Progress,
+    RunReport,
+    SchemaError,
+    ShardReport,
+    StoreError,
+    Verification,
+    redact,
+    scrub,
+)
 
 CONNECT_TIMEOUT_SECONDS = 10
 SCHEMA_LOCK_KEY = 0x4A19_5C4E  # any constant unique to this program: "hal9 schema"
@@ -423,3 +434,48 @@ class PostgresStore:
             )
         except psycopg.Error as error:
             raise self._fail(error) from None
+
+    def read_report(self, sample: int) -> RunReport | None:
+        try:
+            conn = self._connect()
+            table = conn.execute("SELECT to_regclass('migration_runs')::text AS t").fetchone()
+            if table is None or table["t"] is None:  # the workers have not created the bookkeeping yet
+                return None
+            run = conn.execute("SELECT cutoff, shard_count FROM migration_runs").fetchone()
+            if run is None:
+                return None
+            shards = conn.execute(
+                "SELECT shard, total, migrated, failed, rate, eta_seconds, state, updated_at::text AS updated_at"
+                " FROM migration_progress ORDER BY shard"
+            ).fetchall()
+            checks = conn.execute("SELECT scope, passed, problems FROM migration_verifications").fetchall()
+            failed = conn.execute("SELECT count(*) AS n FROM migration_failures").fetchone()
+            first = conn.execute(
+                "SELECT neuron_id::text AS neuron_id, validator, reason FROM migration_failures"
+                " ORDER BY neuron_id LIMIT %s",
+                (sample,),
+            ).fetchall()
+        except psycopg.Error as error:
+            raise self._fail(error) from None
+        assert failed is not None
+        return RunReport(
+            cutoff=str(run["cutoff"]),
+            shard_count=int(run["shard_count"]),
+            shards=[
+                ShardReport(
+                    shard=row["shard"],
+                    total=row["total"],
+                    migrated=row["migrated"],
+                    failed=row["failed"],
+                    rate=row["rate"],
+                    eta_seconds=row["eta_seconds"],
+                    state=row["state"],
+                    updated_at=row["updated_at"],
+                )
+                for row in shards
+            ],
+            verified={row["scope"]: bool(row["passed"]) for row in checks},
+            problems={row["scope"]: row["problems"].split("\n", 1)[0] for row in checks if not row["passed"]},
+            failed_rows=int(failed["n"]),
+            first_failures=[FailedRow(row["neuron_id"], row["validator"], row["reason"]) for row in first],
+        )

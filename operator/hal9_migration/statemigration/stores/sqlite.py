@@ -16,7 +16,16 @@ from typing import Any
 
 from ..rows import FLAT_COLUMNS, UNIT_COLUMNS, Failure
 from ..shards import Shard
-from .base import Checkpoint, Progress, SchemaError, StoreError, Verification
+from .base import (
+    Checkpoint,
+    FailedRow,
+    Progress,
+    RunReport,
+    SchemaError,
+    ShardReport,
+    StoreError,
+    Verification,
+)
 
 BUSY_TIMEOUT_SECONDS = 120
 
@@ -387,6 +396,50 @@ class SQLiteStore:
                     ),
                 )
             ]
+        )
+
+    def read_report(self, sample: int) -> RunReport | None:
+        if not self.path.exists():
+            return None
+        try:
+            conn = self._connect(read_only=True)
+            run = conn.execute("SELECT cutoff, shard_count FROM migration_runs").fetchone()
+            if run is None:
+                return None
+            shards = conn.execute("SELECT * FROM migration_progress ORDER BY shard").fetchall()
+            verifications = conn.execute("SELECT scope, passed, problems FROM migration_verifications")
+            checks = verifications.fetchall()
+            failed = conn.execute("SELECT count(*) AS n FROM migration_failures").fetchone()
+            first = conn.execute(
+                "SELECT neuron_id, validator, reason FROM migration_failures ORDER BY neuron_id LIMIT ?",
+                (sample,),
+            ).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):  # the workers have not created the bookkeeping yet
+                return None
+            raise StoreError(f"SQLite database {self.path}: {error}") from error
+        except sqlite3.Error as error:
+            raise StoreError(f"SQLite database {self.path}: {error}") from error
+        return RunReport(
+            cutoff=str(run["cutoff"]),
+            shard_count=int(run["shard_count"]),
+            shards=[
+                ShardReport(
+                    shard=row["shard"],
+                    total=row["total"],
+                    migrated=row["migrated"],
+                    failed=row["failed"],
+                    rate=row["rate"],
+                    eta_seconds=row["eta_seconds"],
+                    state=row["state"],
+                    updated_at=row["updated_at"],
+                )
+                for row in shards
+            ],
+            verified={row["scope"]: bool(row["passed"]) for row in checks},
+            problems={row["scope"]: row["problems"].split("\n", 1)[0] for row in checks if not row["passed"]},
+            failed_rows=int(failed["n"]),
+            first_failures=[FailedRow(row["neuron_id"], row["validator"], row["reason"]) for row in first],
         )
 
 
