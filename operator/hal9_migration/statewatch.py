@@ -101,12 +101,21 @@ def _last_error(pods: list[dict[str, Any]], urls: list[str]) -> str:
                 terminated = (state or {}).get("terminated") or {}
                 if terminated.get("exitCode", 0) == 0:
                     continue
-                lines = [line for line in (terminated.get("message") or "").splitlines() if line.strip()]
-                text = lines[-1] if lines else f"exit code {terminated.get('exitCode')}"
+                text = (
+                    _error_line(terminated.get("message") or "") or f"exit code {terminated.get('exitCode')}"
+                )
                 finished = str(terminated.get("finishedAt") or "")
                 if finished >= newest[0]:
                     newest = (finished, text)
     return _scrub(newest[1][:500], urls)
+
+
+def _error_line(log_tail: str) -> str:
+    """The worker's last ``error:`` line with its continuation lines (a driver's message can span
+    several), else the last line."""
+    lines = [line.strip() for line in log_tail.splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    return " ".join(lines[starts[-1] :]) if starts else (lines[-1] if lines else "")
 
 
 def _read_report(url: str) -> tuple[stores.RunReport | None, str]:
