@@ -17,6 +17,7 @@ from . import kube, statejob
 from .models import Hal9MigrationSpec, StateMigrationStatus
 from .plan import StateAction
 from .statemigration.stores import base as stores
+from .statemigration.stores.factory import open_store
 from .staterun import FAILURE_SAMPLE, JobView, StateObservation
 
 # A kubelet's termination message is the log's tail; the last line is the worker's error.
@@ -120,7 +121,7 @@ def _error_line(log_tail: str) -> str:
 
 def _read_report(url: str) -> tuple[stores.RunReport | None, str]:
     try:
-        store = stores.open_store(url)
+        store = open_store(url)
         try:
             return store.read_report(FAILURE_SAMPLE), ""
         finally:

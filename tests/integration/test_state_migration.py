@@ -25,7 +25,7 @@ import pytest
 
 from hal9_migration import statejob
 from hal9_migration.statemigration import seed
-from hal9_migration.statemigration.stores.base import open_store
+from hal9_migration.statemigration.stores.factory import open_store
 from tests.integration.conftest import Cluster, OperatorProcess, wait_until
 from tests.integration.test_engine import apply, condition, events, get, manifest, wait_condition
 from tests.support import postgres as pg
