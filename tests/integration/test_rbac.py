@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import Cluster, OperatorProcess, stop_operator
+from tests.integration.conftest import Cluster, OperatorProcess, stop_operator, wait_until
 from tests.integration.test_operator import apply_sample, condition, events, get, wait_for
+from tests.integration.test_state_migration import put_secret
 from tests.support.manifests import ROOT, workloads
 
 RULES = ROOT / "charts" / "hal9-migration-operator" / "files" / "rbac-rules.yaml"
@@ -50,7 +51,7 @@ def grant_chart_rules(cluster: Cluster) -> None:
 
 
 def test_the_operator_works_with_exactly_the_charts_rules(
-    cluster: Cluster, namespace: str, restricted_operator: OperatorProcess
+    cluster: Cluster, namespace: str, restricted_operator: OperatorProcess, tmp_path: Path
 ) -> None:
     can_i = [
         "auth",
@@ -76,6 +77,34 @@ def test_the_operator_works_with_exactly_the_charts_rules(
     route = json.loads(cluster.kubectl("get", "virtualservice", "hal9", "-n", namespace, "-o", "json").stdout)
     primary = next(r for r in route["spec"]["http"] if r["name"] == "primary")
     assert [d["weight"] for d in primary["route"]] == [90, 10]
+    # Phase 3 under the same rights: Secrets read, the Job created and read, its failed pod listed
+    # for the worker's last error (the source database does not exist, so the worker fails).
+    put_secret(cluster, namespace, "hal9-flat-db", {"url": f"sqlite:///{tmp_path / 'missing.db'}"})
+    put_secret(cluster, namespace, "hal9-hier-db", {"url": f"sqlite:///{tmp_path / 'hier.db'}"})
+    apply_sample(
+        cluster,
+        namespace,
+        targetPhase="RampUp",
+        trafficSplit=None,
+        phases={"shadow": {"duration": "1s"}, "canary": {"steps": [5], "stepDuration": "1s"}},
+        stateMigration={
+            "image": "hal9-migration-operator:dev",
+            "source": {"urlSecretRef": {"name": "hal9-flat-db", "key": "url"}},
+            "target": {"urlSecretRef": {"name": "hal9-hier-db", "key": "url"}},
+            "workers": 1,
+            "backoffLimitPerIndex": 0,
+        },
+    )
+    stalled = wait_until(
+        lambda: (
+            (o := get(cluster, namespace))
+            and condition(o, "Stalled").get("reason") == "StateMigrationFailed"
+            and o
+        ),
+        120,
+        "StateMigrationFailed",
+    )
+    assert "missing.db does not exist" in condition(stalled, "Stalled")["message"]
     logs = restricted_operator.logs()
     assert "Forbidden" not in logs, logs
     assert json.loads(cluster.kubectl("get", "h9m", "-n", namespace, "-o", "json").stdout)["items"]
