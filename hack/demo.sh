@@ -74,6 +74,22 @@ printf '$ kubectl apply (trafficSplit: 60 with targetPhase: Canary)\n'
 sed 's/trafficSplit: 10/trafficSplit: 60/; s/name: flat-to-hierarchical/name: too-far/' \
   e2e/samples/flat-to-hierarchical.yaml | kubectl apply -f - || true
 
+step "All five phases: the state migration runs as a real Indexed Job (pods run by the node agent)"
+show hal9-migration seed-state --url "sqlite:///$DEMO_DIR/flat.db" --count 100000 --seed 9
+# The URLs go into Secrets; the Job's pods get them as secretKeyRef env, never as arguments.
+kubectl create secret generic hal9-flat-db -n hal9 --from-literal=url="sqlite:///$DEMO_DIR/flat.db" >/dev/null
+kubectl create secret generic hal9-hier-db -n hal9 --from-literal=url="sqlite:///$DEMO_DIR/hier.db" >/dev/null
+show kubectl apply -f e2e/samples/all-five-phases.yaml
+printf '$ kubectl get h9m -n hal9 all-five-phases -w   (until Ready: STATE %% rises, then RampUp and Full)\n'
+kubectl get h9m -n hal9 all-five-phases -w &
+watcher=$!
+kubectl wait -n hal9 --for=condition=Ready h9m/all-five-phases --timeout=300s >/dev/null
+kill "$watcher" 2>/dev/null || true
+show kubectl get jobs,pods -n hal9 -l app.kubernetes.io/component=state-migration
+show kubectl get h9m -n hal9 all-five-phases -o jsonpath='{.status.stateMigration}{"\n"}'
+show kubectl get h9m -n hal9 all-five-phases \
+  -o jsonpath='{range .status.history[*]}{.reason}{"  "}{.to}{" "}{.weight}{"%  "}{.message}{"\n"}{end}'
+
 step "Events"
 show kubectl get events -n hal9 --field-selector involvedObject.kind=Hal9Migration \
   -o custom-columns='TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message'

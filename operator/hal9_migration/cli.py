@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     seeder.add_argument("--count", type=int, required=True)
     seeder.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
 
-    cluster = commands.add_parser("local-cluster", help="start a local control plane (etcd, kube-apiserver)")
+    cluster = commands.add_parser(
+        "local-cluster",
+        help="start a local control plane (etcd, kube-apiserver, controllers, a node agent running pods)",
+    )
     cluster.add_argument("action", choices=["up"])
     cluster.add_argument("workdir", type=Path)
 

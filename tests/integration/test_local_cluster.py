@@ -41,7 +41,8 @@ def test_no_control_plane_process_outlives_its_parent(tmp_path: Path, how: signa
     try:
         assert parent.stdout is not None
         assert "control plane ready" in parent.stdout.readline()
-        assert len(processes_using(workdir)) == 3  # etcd, kube-apiserver, kube-controller-manager
+        # etcd, kube-apiserver, kube-controller-manager, the node agent
+        assert len(processes_using(workdir)) == 4
         parent.send_signal(how)
         parent.wait(timeout=30)
         # Generous: kube-apiserver shuts down gracefully, slowly on a loaded machine.

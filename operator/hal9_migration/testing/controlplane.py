@@ -2,7 +2,9 @@
 
 No Docker, no fake: the binaries are the upstream ones built from their Go modules by
 ``hack/build-controlplane.sh`` into a cache outside the repository. Used by the test suite (as a
-session fixture) and by the demo (``hal9-migration local-cluster up``).
+session fixture) and by the demo (``hal9-migration local-cluster up``). A node agent
+(``nodeagent.py``) completes it: it registers Node ``hal9-local``, binds pods to it and runs them as
+local processes, so Jobs really run.
 
 Where the binaries come from, in order:
   1. ``$KUBEBUILDER_ASSETS``: a user's own envtest binaries (etcd, kube-apiserver, kubectl; no
@@ -25,6 +27,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -88,10 +91,17 @@ class ControlPlane:
     # Static users: "admin" is in system:masters; "restricted" has no rights until a test binds some.
     tokens: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The node agent (nodeagent.py): binds pods to Node "hal9-local" and runs them as local processes.
+    node_agent: bool = True
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
+
+    @property
+    def node_agent_dir(self) -> Path:
+        """The node agent's work directory: ``pods/<namespace>/<pod>/<container>.{log,pid}``."""
+        return self.workdir / "node-agent"
 
     @property
     def kubectl(self) -> str:
@@ -112,6 +122,8 @@ class ControlPlane:
                 self.write_kubeconfig("admin", self.kubeconfig)
                 if (self.bindir / "kube-controller-manager").exists():
                     self._start_controller_manager()
+                if self.node_agent:
+                    self._start_node_agent(timeout)
                 return
             except ControlPlaneError as error:
                 self.stop()
@@ -149,11 +161,11 @@ class ControlPlane:
 
     # --- pieces ----------------------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], program: list[str] | None = None) -> None:
         log = (self.workdir / f"{name}.log").open("ab")
         self._logs.append(log)
         self.processes[name] = subprocess.Popen(
-            [str(self.bindir / name), *args],
+            [*(program or [str(self.bindir / name)]), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -230,6 +242,25 @@ class ControlPlane:
                 "--concurrent-job-syncs=5",
             ],
         )
+
+    def _start_node_agent(self, timeout: float) -> None:
+        """Started last, so stopped first: it stops its pods' processes before the API goes away.
+        Ready once its Node is registered and its first pod list is in (it writes ``ready``)."""
+        ready = self.node_agent_dir / "ready"
+        ready.unlink(missing_ok=True)
+        module = [sys.executable, "-m", "hal9_migration.testing.nodeagent"]
+        self._spawn(
+            "node-agent",
+            ["--kubeconfig", str(self.kubeconfig), "--workdir", str(self.node_agent_dir)],
+            program=module,
+        )
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            proc = self.processes["node-agent"]
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.workdir / "node-agent.log").read_text(errors="replace")[-3000:]
+                raise ControlPlaneError(f"the node agent did not start (exit {proc.returncode}):\n{tail}")
+            time.sleep(0.1)
 
     def write_kubeconfig(self, user: str, path: Path) -> Path:
         """A kubeconfig that authenticates as one of the static ``tokens`` users."""
