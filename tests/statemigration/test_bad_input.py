@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from hal9_migration.statemigration import seed
-from hal9_migration.statemigration.stores.base import open_store, redact
+from hal9_migration.statemigration.stores.base import redact
+from hal9_migration.statemigration.stores.factory import open_store
 from tests.support import postgres as pg
 from tests.support.statemigration import Pair, events, migrate, run
 

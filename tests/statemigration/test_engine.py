@@ -64,6 +64,22 @@ def test_verification_catches_a_changed_target_row(pair: Pair) -> None:
     assert json.loads(check.stdout.splitlines()[-1])["passed"] is False
 
 
+def test_verification_reports_a_target_row_that_is_not_a_unit(pair: Pair) -> None:
+    pair.seed(50)
+    assert migrate(pair).returncode == 0
+    pair.execute(
+        pair.target,
+        "UPDATE hierarchical_units SET learning_state = '{\"weights\": [1e999]}'"
+        " WHERE unit_id = (SELECT unit_id FROM hierarchical_units ORDER BY unit_id LIMIT 1)",
+    )
+    check = run("verify-state", env={"HAL9_SOURCE_URL": pair.source, "HAL9_TARGET_URL": pair.target})
+    assert check.returncode == 1, check.stderr  # a finding, not a crash
+    shard, overall = (json.loads(line) for line in check.stdout.splitlines())
+    assert overall["passed"] is False
+    assert shard["target_count"] == 50
+    assert any("is not a unit: learning_state: non-finite number" in p for p in shard["problems"])
+
+
 def test_sigkilled_worker_resumes_exactly_once(pair: Pair) -> None:
     """SIGKILL the worker at random moments inside its batch loop, 20 times, then let it finish."""
     pair.seed(16000, seed_value=3)

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from hal9_migration.statemigration import seed
-from hal9_migration.statemigration.stores.base import open_store
+from hal9_migration.statemigration.stores.factory import open_store
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import TextIO
 from . import engine, seed
 from .progress import Reporter
 from .shards import Shard
-from .stores.base import Store, StoreError, Verification, open_store
+from .stores.base import Store, StoreError, Verification
+from .stores.factory import open_store
 
 SOURCE_ENV = "HAL9_SOURCE_URL"
 TARGET_ENV = "HAL9_TARGET_URL"

@@ -13,15 +13,18 @@ target (or a later issue's incremental run) covers them.
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any
 
-from . import convert
+from .fingerprint import combine
+from .pipeline import migrate_row, source_fingerprint, target_fingerprint
 from .progress import Reporter
-from .rows import Failure, FlatNeuron
+from .rows import Failure, is_uuid
 from .shards import Shard
 from .stores.base import Checkpoint, Progress, Store, Verification
 
@@ -50,40 +53,18 @@ def migrate_shard(
     checkpoint = target.load_checkpoint(shard) or target.start_checkpoint(
         Checkpoint(shard=shard, cutoff=cutoff, total=source.count_source(shard, cutoff))
     )
-    started, done_at_start = clock(), checkpoint.migrated + checkpoint.failed
+    started = clock()
     if checkpoint.finished:
         reporter.log("already-finished", _progress(checkpoint, 0.0, "Finished"))
     else:
-        reporter.log("start" if done_at_start == 0 else "resume", _progress(checkpoint, 0.0, "Running"))
-    while not checkpoint.finished:
-        rows = source.read_source(shard, checkpoint.last_id, cutoff, batch_size)
-        if not rows:
-            checkpoint = replace(checkpoint, finished=True)
-            rate = _rate(checkpoint, done_at_start, started, clock)
-            target.finish(checkpoint, _progress(checkpoint, rate, "Finished"))
-            break
-        units: list[tuple[object, ...]] = []
-        failures: list[Failure] = []
-        checksum = checkpoint.checksum
-        migrated_at = datetime.now(UTC).isoformat()
-        for raw in rows:
-            migrated = convert.migrate_row(raw, migrated_at)
-            if isinstance(migrated, dict):  # a Failure
-                failures.append(migrated)
-                continue
-            unit_row, fingerprint = migrated
-            units.append(unit_row)
-            checksum = convert.combine(checksum, fingerprint)
-        checkpoint = replace(
-            checkpoint,
-            last_id=str(rows[-1]["neuron_id"]),
-            migrated=checkpoint.migrated + len(units),
-            failed=checkpoint.failed + len(failures),
-            checksum=checksum,
+        done = checkpoint.migrated + checkpoint.failed
+        reporter.log("start" if done == 0 else "resume", _progress(checkpoint, 0.0, "Running"))
+    checkpoint = retry_failures(source, target, checkpoint, batch_size, reporter)
+    done_at_start = checkpoint.migrated + checkpoint.failed
+    if not checkpoint.finished:
+        checkpoint = _migrate_batches(
+            source, target, checkpoint, batch_size, reporter, clock, started, done_at_start
         )
-        progress = _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), "Running")
-        target.commit_batch(units, failures, checkpoint, progress)
-        reporter.update(progress)
     seconds = clock() - started
     verify_started = clock()
     verification = verify_shard(source, target, shard, cutoff)
@@ -102,8 +83,139 @@ def migrate_shard(
         problems=verification.problems,
         migrate_seconds=round(seconds, 3),
         verify_seconds=round(verify_seconds, 3),
+        peak_rss_kib=peak_rss_kib(),
     )
     return ShardResult(checkpoint, verification, newer, seconds)
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB since it started its program.
+
+    VmHWM, where Linux has it: getrusage's maxrss also counts the memory of the parent a process
+    was forked from (it survives the exec), which is not the worker's.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _migrate_batches(
+    source: Store,
+    target: Store,
+    checkpoint: Checkpoint,
+    batch_size: int,
+    reporter: Reporter,
+    clock: Callable[[], float],
+    started: float,
+    done_at_start: int,
+) -> Checkpoint:
+    """The batch loop, from the checkpoint to the shard's end.
+
+    Reading the next batch and committing the last one run on two threads while this one converts:
+    the drivers do their work without the GIL, so the stores' share of a row's time overlaps the
+    conversion's. Order and exactly-once are those of a plain loop: batch N+1 is handed to the
+    writer only after batch N's commit returned, and each commit carries its own checkpoint; at
+    most two batches are held at once (the one read ahead and the one converted).
+    """
+    shard, cutoff = checkpoint.shard, checkpoint.cutoff
+    with ThreadPoolExecutor(1, "hal9-read") as reader, ThreadPoolExecutor(1, "hal9-write") as writer:
+        next_rows = reader.submit(source.read_source, shard, checkpoint.last_id, cutoff, batch_size)
+        committed: Future[None] | None = None
+        while rows := next_rows.result():
+            next_rows = reader.submit(
+                source.read_source, shard, str(rows[-1]["neuron_id"]), cutoff, batch_size
+            )
+            units, failures, checksum = _convert(rows, checkpoint.checksum)
+            checkpoint = replace(
+                checkpoint,
+                last_id=str(rows[-1]["neuron_id"]),
+                migrated=checkpoint.migrated + len(units),
+                failed=checkpoint.failed + len(failures),
+                checksum=checksum,
+            )
+            progress = _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), "Running")
+            if committed is not None:
+                committed.result()  # the previous batch landed (or its error is raised here)
+            committed = writer.submit(target.commit_batch, units, failures, checkpoint, progress)
+            reporter.update(progress)
+            del rows, units, failures
+        if committed is not None:
+            committed.result()
+    checkpoint = replace(checkpoint, finished=True)
+    target.finish(
+        checkpoint, _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), "Finished")
+    )
+    return checkpoint
+
+
+def _convert(
+    rows: Sequence[Mapping[str, Any]], checksum: int
+) -> tuple[list[tuple[object, ...]], list[Failure], int]:
+    """Each row migrated or failed; the checksum with the migrated rows' fingerprints added."""
+    units: list[tuple[object, ...]] = []
+    failures: list[Failure] = []
+    migrated_at = datetime.now(UTC).isoformat()
+    for raw in rows:
+        migrated = migrate_row(raw, migrated_at)
+        if isinstance(migrated, dict):  # a Failure
+            failures.append(migrated)
+            continue
+        unit_row, fingerprint = migrated
+        units.append(unit_row)
+        checksum = combine(checksum, fingerprint)
+    return units, failures, checksum
+
+
+def retry_failures(
+    source: Store, target: Store, checkpoint: Checkpoint, batch_size: int, reporter: Reporter
+) -> Checkpoint:
+    """Re-attempt the rows the shard recorded as failed, as the source holds them now.
+
+    A row that now converts is written and leaves ``migration_failures``; one that still fails
+    keeps its record with the new reason; one the source no longer holds at or before the cutoff
+    (deleted, or its created_at moved on) leaves the record, since the run no longer covers it. Each
+    page commits in one transaction with the checkpoint's counts and checksum, so a worker killed
+    here resumes exactly once. Logs ``retried-failures`` when the shard had any.
+    """
+    shard = checkpoint.shard
+    state = "Finished" if checkpoint.finished else "Running"
+    retried = migrated = still_failing = gone = 0
+    after: str | None = None
+    while ids := target.failed_ids_page(shard, after, batch_size):
+        after = ids[-1]
+        found = {str(raw["neuron_id"]): raw for raw in source.read_source_ids(ids, checkpoint.cutoff)}
+        rows = [found[neuron_id] for neuron_id in ids if neuron_id in found]
+        missing = [neuron_id for neuron_id in ids if neuron_id not in found and is_uuid(neuron_id)]
+        units, failures, checksum = _convert(rows, checkpoint.checksum)
+        fixed = [str(unit[0]) for unit in units]
+        checkpoint = replace(
+            checkpoint,
+            migrated=checkpoint.migrated + len(units),
+            failed=checkpoint.failed - len(units) - len(missing),
+            checksum=checksum,
+        )
+        target.commit_batch(
+            units, failures, checkpoint, _progress(checkpoint, 0.0, state), resolved=fixed + missing
+        )
+        retried += len(ids)
+        migrated += len(units)
+        still_failing += len(failures)
+        gone += len(missing)
+    if retried:
+        reporter.log(
+            "retried-failures",
+            _progress(checkpoint, 0.0, state),
+            retried=retried,
+            now_migrated=migrated,
+            still_failing=still_failing,
+            gone_from_source=gone,
+        )
+    return checkpoint
 
 
 def verify_shard(source: Store, target: Store, shard: Shard, cutoff: str) -> Verification:
@@ -118,22 +230,21 @@ def verify_shard(source: Store, target: Store, shard: Shard, cutoff: str) -> Ver
             neuron_id = str(raw["neuron_id"])
             if neuron_id in failed:
                 continue
-            decoded = convert.decode(raw)
-            if convert.is_failure(decoded):
+            fingerprint = source_fingerprint(raw)
+            if fingerprint is None:
                 problems.append(f"source row {neuron_id} cannot be decoded but is not recorded as failed")
                 continue
-            source_checksum = convert.combine(
-                source_checksum, convert.fingerprint_neuron(cast(FlatNeuron, decoded))
-            )
+            source_checksum = combine(source_checksum, fingerprint)
         after = str(rows[-1]["neuron_id"])
     target_count = target_checksum = 0
     after = None
     while units := target.read_units(shard, after, VERIFY_BATCH):
         for row in units:
             target_count += 1
-            target_checksum = convert.combine(
-                target_checksum, convert.fingerprint_unit(convert.decode_unit(row))
-            )
+            try:
+                target_checksum = combine(target_checksum, target_fingerprint(row))
+            except (ValueError, RecursionError) as error:
+                problems.append(f"target row {row.get('unit_id')} is not a unit: {error}"[:300])
         after = str(units[-1]["unit_id"])
     return Verification(
         scope=f"shard {shard}",
@@ -153,8 +264,8 @@ def merge(verifications: list[Verification]) -> Verification:
         total.source_count += v.source_count
         total.target_count += v.target_count
         total.failed_count += v.failed_count
-        total.source_checksum = convert.combine(total.source_checksum, v.source_checksum)
-        total.target_checksum = convert.combine(total.target_checksum, v.target_checksum)
+        total.source_checksum = combine(total.source_checksum, v.source_checksum)
+        total.target_checksum = combine(total.target_checksum, v.target_checksum)
         total.problems += [f"{v.scope}: {p}" for p in v.problems]
         if not v.passed and not v.problems:
             total.problems.append(f"{v.scope}: counts or checksums differ")

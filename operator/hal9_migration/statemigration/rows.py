@@ -2,12 +2,14 @@
 
 Rows travel as dicts because that is what the database drivers give and take; these types only name
 the keys. Structured fields (lists, objects) are JSON text in both stores, so one corrupted field
-fails one row, not the read of a whole batch.
+fails one row, not the read of a whole batch. Also here, for both sides: what a valid id looks like
+(``is_uuid``) and how a Failure is made (``failure``).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+import re
+from typing import Any, Final, Literal, TypedDict, cast
 
 # Columns of the flat (source) table `neurons`, in order.
 FLAT_COLUMNS = (
@@ -114,3 +116,18 @@ class Failure(TypedDict):
     neuron_id: str
     validator: Literal["decode", "schema", "integrity", "consistency"]
     reason: str
+
+
+# Canonical 8-4-4-4-12 hex form only: uuid.UUID() also takes braces, "urn:uuid:", no hyphens and even
+# underscores, none of which is an id this store should hold. Compiled once, at import.
+_UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+is_uuid: Final = _UUID_RE.match  # a match (truthy) for a canonical UUID string, else None
+
+REASON_MAX: Final = 500  # a reason quotes values; a hostile row must not make it huge
+
+
+def failure(neuron_id: str, validator: str, reason: str) -> Failure:
+    """A Failure, its reason cut to REASON_MAX characters."""
+    if len(reason) > REASON_MAX:
+        reason = reason[: REASON_MAX - 1] + "…"
+    return cast(Failure, {"neuron_id": neuron_id, "validator": validator, "reason": reason})

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from hypothesis import strategies as st
 
-from hal9_migration.statemigration import convert
+from hal9_migration.statemigration import flat
 from hal9_migration.statemigration.rows import (
     FLAT_COLUMNS,
     FLAT_JSON_COLUMNS,
@@ -81,8 +81,8 @@ def to_raw(neuron: FlatNeuron | dict[str, Any], **overrides: Any) -> dict[str, A
 
 def decoded(raw: Any) -> FlatNeuron:
     """decode, asserting it did not fail."""
-    result = convert.decode(raw)
-    assert not convert.is_failure(result), result
+    result = flat.decode(raw)
+    assert not flat.is_failure(result), result
     return cast(FlatNeuron, result)
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from hal9_migration.statemigration import convert
+from hal9_migration.statemigration import pipeline, units
+from hal9_migration.statemigration.fingerprint import combine, fingerprint_neuron, fingerprint_unit
 from hal9_migration.statemigration.rows import UNIT_COLUMNS, UNIT_JSON_COLUMNS
 from tests.unit.statemigration.conftest import (
     MIGRATED_AT,
@@ -25,7 +26,7 @@ from tests.unit.statemigration.conftest import (
 
 def test_conversion_field_by_field() -> None:
     neuron = make_neuron()
-    unit = convert.convert(neuron, MIGRATED_AT)
+    unit = units.convert(neuron, MIGRATED_AT)
 
     assert unit["unit_id"] == neuron["neuron_id"]
     assert unit["layer"] == "L2"  # unknown type, 10 <= 42 ms < 200
@@ -66,7 +67,7 @@ def test_conversion_field_by_field() -> None:
 
 def test_conversion_does_not_alias_the_weight_lists() -> None:
     neuron = make_neuron()
-    unit = convert.convert(neuron, MIGRATED_AT)
+    unit = units.convert(neuron, MIGRATED_AT)
     unit["learning_state"]["weights"].append(1.0)
     unit["learning_state"]["biases"].clear()
     assert len(neuron["weights"]) == 6
@@ -78,7 +79,7 @@ def test_conversion_does_not_alias_the_weight_lists() -> None:
     [(None, 0.9), (0.0, 0.0), (-0.0, -0.0), (0.5, 0.5), (0.9, 0.9)],
 )
 def test_momentum_defaults_to_0_9_only_when_absent(momentum: float | None, expected: float) -> None:
-    unit = convert.convert(make_neuron(momentum=momentum), MIGRATED_AT)
+    unit = units.convert(make_neuron(momentum=momentum), MIGRATED_AT)
     assert struct.pack("<d", unit["learning_state"]["momentum"]) == struct.pack("<d", expected)
 
 
@@ -94,13 +95,13 @@ def test_momentum_defaults_to_0_9_only_when_absent(momentum: float | None, expec
     ],
 )
 def test_attention_focus_is_context_focus(context: dict[str, Any], focus: Any) -> None:
-    unit = convert.convert(make_neuron(context=context), MIGRATED_AT)
+    unit = units.convert(make_neuron(context=context), MIGRATED_AT)
     assert unit["cognitive_state"]["attention_focus"] == focus
 
 
 @pytest.mark.parametrize(("is_async", "mode"), [(True, "async"), (False, "sync")])
 def test_processing_mode(is_async: bool, mode: str) -> None:
-    unit = convert.convert(make_neuron(is_async=is_async), MIGRATED_AT)
+    unit = units.convert(make_neuron(is_async=is_async), MIGRATED_AT)
     assert unit["cognitive_state"]["processing_mode"] == mode
 
 
@@ -123,16 +124,16 @@ def test_processing_mode(is_async: bool, mode: str) -> None:
 )
 def test_connection_type_mapping(conn_type: str, expected: str) -> None:
     conns = [{"target": "t", "weight": 1.0, "conn_type": conn_type}]
-    unit = convert.convert(make_neuron(connections=conns), MIGRATED_AT)
+    unit = units.convert(make_neuron(connections=conns), MIGRATED_AT)
     assert unit["connections"] == [{"target_id": "t", "connection_type": expected, "weight": 1.0}]
 
 
 def test_no_connections_and_no_weights() -> None:
     neuron = make_neuron(connections=[], weights=[], biases=[])
-    unit = convert.convert(neuron, MIGRATED_AT)
+    unit = units.convert(neuron, MIGRATED_AT)
     assert unit["connections"] == []
     assert unit["learning_state"]["weights"] == []
-    assert convert.validate(neuron, unit) is None
+    assert units.validate(neuron, unit) is None
 
 
 # ------------------------------------------------------------------------------------ layer assignment
@@ -144,7 +145,7 @@ def test_no_connections_and_no_weights() -> None:
 def test_known_types_decide_whatever_the_behaviour(
     neuron_type: str, layer: str, spell: Any, rt: float, count: int
 ) -> None:
-    assert convert.assign_layer(spell(neuron_type), rt, count) == layer
+    assert units.assign_layer(spell(neuron_type), rt, count) == layer
 
 
 @pytest.mark.parametrize(
@@ -167,33 +168,32 @@ def test_known_types_decide_whatever_the_behaviour(
     ],
 )
 def test_behaviour_rule_for_unknown_types(rt: float, count: int, layer: str) -> None:
-    assert convert.assign_layer("sensor", rt, count) == layer
+    assert units.assign_layer("sensor", rt, count) == layer
 
 
 @pytest.mark.parametrize(
     "neuron_type", ["reflexive", " reflex", "planner ", "re-flex", "", "L1", "ärchitect"]
 )
 def test_near_miss_type_names_fall_to_behaviour(neuron_type: str) -> None:
-    assert convert.assign_layer(neuron_type, 500.0, 11) == "L4"
-    assert convert.assign_layer(neuron_type, 1.0, 11) == "L1"
+    assert units.assign_layer(neuron_type, 500.0, 11) == "L4"
+    assert units.assign_layer(neuron_type, 1.0, 11) == "L1"
 
 
 def test_type_takes_precedence_over_behaviour() -> None:
     # Each of these would get a different layer from its behaviour alone.
-    assert convert.assign_layer("reflex", 10_000.0, 100) == "L1"
-    assert convert.assign_layer("Visionary", 1.0, 0) == "L5"
-    assert convert.assign_layer("MANAGER", 1.0, 100) == "L3"
-    assert convert.assign_layer("strategist", 5.0, 0) == "L4"
-    assert convert.assign_layer("Implementer", 500.0, 20) == "L2"
+    assert units.assign_layer("reflex", 10_000.0, 100) == "L1"
+    assert units.assign_layer("Visionary", 1.0, 0) == "L5"
+    assert units.assign_layer("MANAGER", 1.0, 100) == "L3"
+    assert units.assign_layer("strategist", 5.0, 0) == "L4"
+    assert units.assign_layer("Implementer", 500.0, 20) == "L2"
 
 
 def test_convert_uses_the_layer_rule() -> None:
     assert (
-        convert.convert(make_neuron(neuron_type="Planner", avg_response_time=1.0), MIGRATED_AT)["layer"]
-        == "L4"
+        units.convert(make_neuron(neuron_type="Planner", avg_response_time=1.0), MIGRATED_AT)["layer"] == "L4"
     )
     assert (
-        convert.convert(
+        units.convert(
             make_neuron(neuron_type="x", avg_response_time=200.0, connection_count=11), MIGRATED_AT
         )["layer"]
         == "L4"
@@ -205,8 +205,8 @@ def test_convert_uses_the_layer_rule() -> None:
 
 def _valid() -> tuple[Any, Any]:
     neuron = make_neuron()
-    unit = convert.convert(neuron, MIGRATED_AT)
-    assert convert.validate(neuron, unit) is None
+    unit = units.convert(neuron, MIGRATED_AT)
+    assert units.validate(neuron, unit) is None
     return neuron, clone_unit(unit)
 
 
@@ -271,7 +271,7 @@ _DELETE = object()
 )
 def test_schema_validator(path: str, value: Any, words: str) -> None:
     neuron, unit = _break(path, value)
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "schema"
     assert failure["neuron_id"] == neuron["neuron_id"]
@@ -299,7 +299,7 @@ def test_schema_validator(path: str, value: Any, words: str) -> None:
 )
 def test_integrity_validator(path: str, value: Any, words: str) -> None:
     neuron, unit = _break(path, value)
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "integrity"
     assert words in failure["reason"]
@@ -318,11 +318,11 @@ def test_integrity_validator_compares_scalars_bit_for_bit(
     field: str, path: str, before: float, after: float
 ) -> None:
     neuron = make_neuron(**{field: before})
-    unit = convert.convert(neuron, MIGRATED_AT)
-    assert convert.validate(neuron, unit) is None
+    unit = units.convert(neuron, MIGRATED_AT)
+    assert units.validate(neuron, unit) is None
     section, key = path.split(".")
     unit[section][key] = after  # type: ignore[literal-required]
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "integrity"
     assert failure["reason"].startswith(f"{key} differs")
@@ -332,7 +332,7 @@ def test_integrity_validator_compares_scalars_bit_for_bit(
 def test_integrity_validator_catches_a_changed_length(name: str) -> None:
     neuron, unit = _valid()
     unit["learning_state"][name].append(0.0)
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "integrity"
     assert f"{name} length differs" in failure["reason"]
@@ -340,10 +340,10 @@ def test_integrity_validator_catches_a_changed_length(name: str) -> None:
 
 def test_integrity_validator_compares_nan_payloads() -> None:
     neuron = make_neuron(weights=[_nan(1)])
-    unit = convert.convert(neuron, MIGRATED_AT)
-    assert convert.validate(neuron, unit) is None  # the very same object
+    unit = units.convert(neuron, MIGRATED_AT)
+    assert units.validate(neuron, unit) is None  # the very same object
     unit["learning_state"]["weights"] = [_nan(2)]
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert (failure["validator"], failure["reason"][:18]) == ("integrity", "weights[0] differs")
 
@@ -360,7 +360,7 @@ def test_integrity_validator_compares_nan_payloads() -> None:
 )
 def test_consistency_validator(path: str, value: Any, words: str) -> None:
     neuron, unit = _break(path, value)
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "consistency"
     assert words in failure["reason"]
@@ -369,7 +369,7 @@ def test_consistency_validator(path: str, value: Any, words: str) -> None:
 def test_consistency_validator_catches_a_lost_connection() -> None:
     neuron, unit = _valid()
     unit["connections"].pop()
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "consistency"
     assert "count differs" in failure["reason"]
@@ -378,7 +378,7 @@ def test_consistency_validator_catches_a_lost_connection() -> None:
 def test_consistency_validator_catches_a_changed_order() -> None:
     neuron, unit = _valid()
     unit["connections"].reverse()
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "consistency"
     assert "connection 0 target differs" in failure["reason"]
@@ -388,13 +388,13 @@ def test_first_failure_wins() -> None:
     neuron, unit = _break("layer", "L9")
     unit["learning_state"]["weights"][0] = 99.0
     unit["connections"].clear()
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "schema"
 
     neuron, unit = _break("learning_state.weights.0", 99.0)
     unit["connections"].clear()
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "integrity"
 
@@ -404,21 +404,21 @@ def test_first_failure_wins() -> None:
 
 def test_fingerprint_of_unit_equals_fingerprint_of_neuron() -> None:
     neuron = make_neuron()
-    unit = convert.convert(neuron, MIGRATED_AT)
-    assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(neuron)
-    assert 0 <= convert.fingerprint_neuron(neuron) < 2**64
+    unit = units.convert(neuron, MIGRATED_AT)
+    assert fingerprint_unit(unit) == fingerprint_neuron(neuron)
+    assert 0 <= fingerprint_neuron(neuron) < 2**64
 
 
 def test_fingerprint_ignores_migrated_at_only() -> None:
     neuron = make_neuron()
-    a = convert.convert(neuron, "2026-01-01T00:00:00Z")
-    b = convert.convert(neuron, "2030-01-01T00:00:00Z")
-    assert convert.fingerprint_unit(a) == convert.fingerprint_unit(b)
+    a = units.convert(neuron, "2026-01-01T00:00:00Z")
+    b = units.convert(neuron, "2030-01-01T00:00:00Z")
+    assert fingerprint_unit(a) == fingerprint_unit(b)
 
 
 def test_fingerprint_sees_a_broken_unit() -> None:
     neuron = make_neuron()
-    good = convert.fingerprint_neuron(neuron)
+    good = fingerprint_neuron(neuron)
     for path, value in [
         ("learning_state.weights.1", 0.0),
         ("connections.0.connection_type", "Lateral"),
@@ -427,16 +427,16 @@ def test_fingerprint_sees_a_broken_unit() -> None:
         ("cognitive_state.attention_focus", None),
     ]:
         _, unit = _break(path, value)
-        assert convert.fingerprint_unit(unit) != good, path
+        assert fingerprint_unit(unit) != good, path
 
 
 def test_combine_is_a_sum_modulo_2_64() -> None:
-    a, b, c = (convert.fingerprint_neuron(make_neuron(activation=x)) for x in (0.1, 0.2, 0.3))
-    assert convert.combine(convert.combine(a, b), c) == convert.combine(convert.combine(c, a), b)
-    assert convert.combine(2**64 - 1, 1) == 0
-    assert convert.combine(2**64 - 1, 2**64 - 1) == 2**64 - 2
-    once = convert.combine(0, a)
-    twice = convert.combine(once, a)
+    a, b, c = (fingerprint_neuron(make_neuron(activation=x)) for x in (0.1, 0.2, 0.3))
+    assert combine(combine(a, b), c) == combine(combine(c, a), b)
+    assert combine(2**64 - 1, 1) == 0
+    assert combine(2**64 - 1, 2**64 - 1) == 2**64 - 2
+    once = combine(0, a)
+    twice = combine(once, a)
     assert twice != once
     assert twice != 0  # XOR would cancel a duplicate out
 
@@ -445,8 +445,8 @@ def test_combine_is_a_sum_modulo_2_64() -> None:
 
 
 def test_encode_unit_layout() -> None:
-    unit = convert.convert(make_neuron(), MIGRATED_AT)
-    row = convert.encode_unit(unit)
+    unit = units.convert(make_neuron(), MIGRATED_AT)
+    row = units.encode_unit(unit)
     assert len(row) == len(UNIT_COLUMNS)
     assert row[0] == unit["unit_id"]
     assert row[1] == unit["layer"]
@@ -460,18 +460,18 @@ def test_encode_unit_layout() -> None:
 
 
 def test_encode_decode_unit_round_trip_is_bit_exact() -> None:
-    unit = convert.convert(make_neuron(), MIGRATED_AT)
-    back = convert.decode_unit(unit_row(convert.encode_unit(unit)))
+    unit = units.convert(make_neuron(), MIGRATED_AT)
+    back = units.decode_unit(unit_row(units.encode_unit(unit)))
     assert exact(back) == exact(unit)
-    assert convert.fingerprint_unit(back) == convert.fingerprint_unit(unit)
+    assert fingerprint_unit(back) == fingerprint_unit(unit)
 
 
 def test_decode_unit_accepts_bytes() -> None:
-    unit = convert.convert(make_neuron(), MIGRATED_AT)
-    row = unit_row(convert.encode_unit(unit))
+    unit = units.convert(make_neuron(), MIGRATED_AT)
+    row = unit_row(units.encode_unit(unit))
     for column in UNIT_JSON_COLUMNS:
         row[column] = row[column].encode()
-    assert exact(convert.decode_unit(row)) == exact(unit)
+    assert exact(units.decode_unit(row)) == exact(unit)
 
 
 @pytest.mark.parametrize(
@@ -485,17 +485,17 @@ def test_decode_unit_accepts_bytes() -> None:
     ],
 )
 def test_decode_unit_refuses_a_malformed_row(column: str, text: str, words: str) -> None:
-    row = unit_row(convert.encode_unit(convert.convert(make_neuron(), MIGRATED_AT)))
+    row = unit_row(units.encode_unit(units.convert(make_neuron(), MIGRATED_AT)))
     row[column] = text
     with pytest.raises(ValueError, match=words):
-        convert.decode_unit(row)
+        units.decode_unit(row)
 
 
 def test_decode_unit_refuses_a_missing_column() -> None:
-    row = unit_row(convert.encode_unit(convert.convert(make_neuron(), MIGRATED_AT)))
+    row = unit_row(units.encode_unit(units.convert(make_neuron(), MIGRATED_AT)))
     del row["layer"]
     with pytest.raises(ValueError, match="layer: column missing"):
-        convert.decode_unit(row)
+        units.decode_unit(row)
 
 
 # -------------------------------------------------------------------------------------- migrate_row
@@ -503,18 +503,18 @@ def test_decode_unit_refuses_a_missing_column() -> None:
 
 def test_migrate_row_equals_the_separate_steps() -> None:
     neuron = make_neuron()
-    result = convert.migrate_row(to_raw(neuron), MIGRATED_AT)
+    result = pipeline.migrate_row(to_raw(neuron), MIGRATED_AT)
     assert isinstance(result, tuple)
     row, fingerprint = result
-    assert fingerprint == convert.fingerprint_neuron(neuron)
-    expected = convert.convert(neuron, MIGRATED_AT)
-    assert exact(convert.decode_unit(unit_row(row))) == exact(expected)
-    assert row[:2] == convert.encode_unit(expected)[:2]
-    assert row[4:] == convert.encode_unit(expected)[4:]
+    assert fingerprint == fingerprint_neuron(neuron)
+    expected = units.convert(neuron, MIGRATED_AT)
+    assert exact(units.decode_unit(unit_row(row))) == exact(expected)
+    assert row[:2] == units.encode_unit(expected)[:2]
+    assert row[4:] == units.encode_unit(expected)[4:]
 
 
 def test_migrate_row_returns_the_failure() -> None:
-    result = convert.migrate_row(to_raw(make_neuron(), weights="[1.0,"), MIGRATED_AT)
+    result = pipeline.migrate_row(to_raw(make_neuron(), weights="[1.0,"), MIGRATED_AT)
     assert isinstance(result, dict)
     assert result["validator"] == "decode"
     assert result["reason"].startswith("weights: invalid JSON")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hal9_migration.statemigration import convert
+from hal9_migration.statemigration import flat, units
 from hal9_migration.statemigration.rows import FLAT_COLUMNS, FLAT_JSON_COLUMNS
 from tests.unit.statemigration.conftest import decoded, exact, make_neuron, to_raw
 
@@ -19,8 +19,8 @@ NEURON_ID = NEURON["neuron_id"]
 
 
 def failure_of(raw: Any) -> dict[str, Any]:
-    result = convert.decode(raw)
-    assert convert.is_failure(result), result
+    result = flat.decode(raw)
+    assert flat.is_failure(result), result
     return dict(result)
 
 
@@ -326,9 +326,9 @@ def test_reasons_stay_short_whatever_the_row_holds() -> None:
 
 def test_a_long_reason_from_validate_is_cut() -> None:
     neuron = make_neuron()
-    unit = convert.convert(neuron, "2026-01-01T00:00:00Z")
+    unit = units.convert(neuron, "2026-01-01T00:00:00Z")
     unit["connections"][0]["target_id"] = "t" * 5000
-    failure = convert.validate(neuron, unit)
+    failure = units.validate(neuron, unit)
     assert failure is not None
     assert failure["validator"] == "consistency"
     assert len(failure["reason"]) <= 500

@@ -10,7 +10,8 @@ from typing import Any, cast
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hal9_migration.statemigration import convert
+from hal9_migration.statemigration import flat, pipeline, units
+from hal9_migration.statemigration.fingerprint import fingerprint_neuron, fingerprint_unit
 from hal9_migration.statemigration.rows import FLAT_COLUMNS, FlatNeuron
 from tests.unit.statemigration.conftest import (
     MIGRATED_AT,
@@ -35,8 +36,8 @@ def test_any_valid_flat_state_converts_validates_and_keeps_its_content(neuron: F
     decoded_ = decoded(to_raw(neuron))
     assert exact(decoded_) == exact(neuron)
 
-    unit = convert.convert(decoded_, MIGRATED_AT)
-    assert convert.validate(decoded_, unit) is None
+    unit = units.convert(decoded_, MIGRATED_AT)
+    assert units.validate(decoded_, unit) is None
 
     ls = unit["learning_state"]
     assert float_bits(ls["weights"]) == float_bits(neuron["weights"])
@@ -45,16 +46,16 @@ def test_any_valid_flat_state_converts_validates_and_keeps_its_content(neuron: F
     assert float_bits([c["weight"] for c in unit["connections"]]) == float_bits(
         [c["weight"] for c in neuron["connections"]]
     )
-    assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(decoded_)
+    assert fingerprint_unit(unit) == fingerprint_neuron(decoded_)
 
 
 @PROPERTY
 @given(neuron=flat_neurons)
 def test_encode_decode_unit_round_trip(neuron: FlatNeuron) -> None:
-    unit = convert.convert(neuron, MIGRATED_AT)
-    back = convert.decode_unit(unit_row(convert.encode_unit(unit)))
+    unit = units.convert(neuron, MIGRATED_AT)
+    back = units.decode_unit(unit_row(units.encode_unit(unit)))
     assert exact(back) == exact(unit)
-    assert convert.fingerprint_unit(back) == convert.fingerprint_neuron(neuron)
+    assert fingerprint_unit(back) == fingerprint_neuron(neuron)
 
 
 def _spell(value: Any, draw: st.DrawFn) -> str:
@@ -83,13 +84,13 @@ def test_migrate_row_writes_what_the_source_holds_however_it_is_spelled(
     case: tuple[FlatNeuron, dict[str, Any]],
 ) -> None:
     neuron, raw = case
-    result = convert.migrate_row(raw, MIGRATED_AT)
+    result = pipeline.migrate_row(raw, MIGRATED_AT)
     assert isinstance(result, tuple), result
     row, fingerprint = result
-    assert fingerprint == convert.fingerprint_neuron(neuron)
-    back = convert.decode_unit(unit_row(row))
-    assert exact(back) == exact(convert.convert(neuron, MIGRATED_AT))
-    assert convert.fingerprint_unit(back) == fingerprint
+    assert fingerprint == fingerprint_neuron(neuron)
+    back = units.decode_unit(unit_row(row))
+    assert exact(back) == exact(units.convert(neuron, MIGRATED_AT))
+    assert fingerprint_unit(back) == fingerprint
 
 
 # ------------------------------------------------------------------------ fingerprint sensitivity
@@ -127,7 +128,7 @@ def exact_json(value: Any) -> Any:
 
 
 def _conn_type_other_than(current: str, draw: st.DrawFn) -> str:
-    mapped = convert.connection_type(current)
+    mapped = units.connection_type(current)
     return draw(st.sampled_from([t for t in ("forward", "Backward", "LATERAL") if t.capitalize() != mapped]))
 
 
@@ -230,10 +231,10 @@ def test_changing_any_preserved_field_changes_the_fingerprint(
 ) -> None:
     changed = clone(neuron)
     mutate(changed, data.draw)  # type: ignore[arg-type]
-    assert convert.fingerprint_neuron(changed) != convert.fingerprint_neuron(neuron), mutate.__name__
+    assert fingerprint_neuron(changed) != fingerprint_neuron(neuron), mutate.__name__
     # ... and the target side sees the same change.
-    assert convert.fingerprint_unit(convert.convert(changed, MIGRATED_AT)) != convert.fingerprint_unit(
-        convert.convert(neuron, MIGRATED_AT)
+    assert fingerprint_unit(units.convert(changed, MIGRATED_AT)) != fingerprint_unit(
+        units.convert(neuron, MIGRATED_AT)
     )
 
 
@@ -243,10 +244,10 @@ def test_behaviour_figures_count_only_through_the_layer(neuron: FlatNeuron, rt: 
     moved = clone(neuron)
     moved["avg_response_time"] = rt
     moved["connection_count"] = count
-    same_layer = convert.assign_layer(moved["neuron_type"], rt, count) == convert.assign_layer(
+    same_layer = units.assign_layer(moved["neuron_type"], rt, count) == units.assign_layer(
         neuron["neuron_type"], neuron["avg_response_time"], neuron["connection_count"]
     )
-    assert (convert.fingerprint_neuron(moved) == convert.fingerprint_neuron(neuron)) == same_layer
+    assert (fingerprint_neuron(moved) == fingerprint_neuron(neuron)) == same_layer
 
 
 # ----------------------------------------------------------------------------------- decode never raises
@@ -274,13 +275,13 @@ def test_decode_never_raises_on_garbage_in_any_columns(
             raw[column] = data.draw(garbage)
         else:
             del raw[column]
-    result = convert.decode(raw)
-    if convert.is_failure(result):
+    result = flat.decode(raw)
+    if flat.is_failure(result):
         assert result["validator"] in ("decode", "schema")
         assert result["reason"]
     else:  # garbage that happens to be valid must then migrate cleanly
         result = cast(FlatNeuron, result)
-        unit = convert.convert(result, MIGRATED_AT)
-        assert convert.validate(result, unit) is None
-        assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(result)
-        assert isinstance(convert.migrate_row(raw, MIGRATED_AT), tuple)
+        unit = units.convert(result, MIGRATED_AT)
+        assert units.validate(result, unit) is None
+        assert fingerprint_unit(unit) == fingerprint_neuron(result)
+        assert isinstance(pipeline.migrate_row(raw, MIGRATED_AT), tuple)

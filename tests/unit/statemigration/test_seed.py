@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from hal9_migration.statemigration import convert, seed
+from hal9_migration.statemigration import pipeline, seed, units
+from hal9_migration.statemigration.fingerprint import fingerprint_neuron, fingerprint_unit
 from hal9_migration.statemigration.rows import FLAT_COLUMNS, FLAT_JSON_COLUMNS, FlatNeuron
 from tests.unit.statemigration.conftest import MIGRATED_AT, TYPE_LAYERS, decoded, unit_row
 
@@ -40,14 +41,14 @@ def neurons(first: list[dict[str, Any]]) -> list[FlatNeuron]:
 def test_every_row_decodes_converts_and_validates(first: list[dict[str, Any]]) -> None:
     for raw in first:
         neuron = decoded(raw)
-        unit = convert.convert(neuron, MIGRATED_AT)
-        assert convert.validate(neuron, unit) is None
-        assert convert.fingerprint_unit(unit) == convert.fingerprint_neuron(neuron)
-        back = convert.decode_unit(unit_row(convert.encode_unit(unit)))
-        assert convert.fingerprint_unit(back) == convert.fingerprint_neuron(neuron)
-        result = convert.migrate_row(raw, MIGRATED_AT)
+        unit = units.convert(neuron, MIGRATED_AT)
+        assert units.validate(neuron, unit) is None
+        assert fingerprint_unit(unit) == fingerprint_neuron(neuron)
+        back = units.decode_unit(unit_row(units.encode_unit(unit)))
+        assert fingerprint_unit(back) == fingerprint_neuron(neuron)
+        result = pipeline.migrate_row(raw, MIGRATED_AT)
         assert isinstance(result, tuple)
-        assert convert.fingerprint_unit(convert.decode_unit(unit_row(result[0]))) == result[1]
+        assert fingerprint_unit(units.decode_unit(unit_row(result[0]))) == result[1]
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_other_seeds_and_shapes_also_migrate(seed_: int, weights: int, connectio
         neuron = decoded(raw)
         assert len(neuron["weights"]) == weights
         assert len(neuron["connections"]) == connections
-        assert convert.validate(neuron, convert.convert(neuron, MIGRATED_AT)) is None
+        assert units.validate(neuron, units.convert(neuron, MIGRATED_AT)) is None
 
 
 def test_row_shape(first: list[dict[str, Any]]) -> None:
@@ -109,7 +110,7 @@ def test_every_layer_by_type_and_by_behaviour_early(neurons: list[FlatNeuron]) -
     by_type: set[str] = set()
     by_behaviour: set[str] = set()
     for n in neurons:
-        layer = convert.assign_layer(n["neuron_type"], n["avg_response_time"], n["connection_count"])
+        layer = units.assign_layer(n["neuron_type"], n["avg_response_time"], n["connection_count"])
         (by_type if n["neuron_type"].lower() in TYPE_LAYERS else by_behaviour).add(layer)
     assert by_type == {"L1", "L2", "L3", "L4", "L5"}
     assert by_behaviour == {"L1", "L2", "L3", "L4"}  # the behaviour rule never gives L5
@@ -136,7 +137,7 @@ def test_behaviour_edges_are_met_with_unknown_types_early(neurons: list[FlatNeur
     # And the layers those edges give are the ones DESIGN §5 says.
     for n in unknown:
         rt, count = n["avg_response_time"], n["connection_count"]
-        layer = convert.assign_layer(n["neuron_type"], rt, count)
+        layer = units.assign_layer(n["neuron_type"], rt, count)
         if rt == 9.999:
             assert layer == "L1"
         elif rt in (10.0, 199.999):
@@ -155,7 +156,7 @@ def test_momentum_present_and_absent(neurons: list[FlatNeuron]) -> None:
 
 def test_connection_types_known_and_unknown(neurons: list[FlatNeuron]) -> None:
     types = Counter(c["conn_type"] for n in neurons for c in n["connections"])
-    mapped = Counter(convert.connection_type(t) for t in types.elements())
+    mapped = Counter(units.connection_type(t) for t in types.elements())
     assert set(mapped) == {"Forward", "Backward", "Lateral"}
     unknown = [t for t in types if t.lower() not in ("forward", "backward", "lateral")]
     assert len(unknown) >= 2

@@ -1,4 +1,4 @@
-"""The store seam: one small interface, one module per database, a factory by URL.
+"""The store seam: one small interface, one module per database (``factory.open_store`` picks one by URL).
 
 A store plays either role. As the *source* it only reads the flat table ``neurons``. As the
 *target* it owns the hierarchical table and the bookkeeping tables; every batch of converted rows
@@ -137,6 +137,9 @@ class Store(Protocol):
     ) -> Sequence[Mapping[str, Any]]:
         """Up to ``limit`` rows of the shard after ``after`` in id order (keyset, never OFFSET)."""
 
+    def read_source_ids(self, ids: Sequence[str], cutoff: str) -> Sequence[Mapping[str, Any]]:
+        """The rows with these ids created at or before ``cutoff``, in any order (absent ids: none)."""
+
     # --- target role -----------------------------------------------------------------------------
     def ensure_target_schema(self) -> None: ...
 
@@ -159,8 +162,12 @@ class Store(Protocol):
         failures: Sequence[Failure],
         checkpoint: Checkpoint,
         progress: Progress,
+        resolved: Sequence[str] = (),
     ) -> None:
-        """Write converted rows, failures, checkpoint and progress in one transaction."""
+        """Write converted rows, failures, checkpoint and progress in one transaction.
+
+        A failure whose id is already recorded replaces that record (a retry's new reason);
+        ``resolved`` ids leave ``migration_failures`` (a retry migrated them, or they are gone)."""
 
     def finish(self, checkpoint: Checkpoint, progress: Progress) -> None: ...
 
@@ -168,6 +175,9 @@ class Store(Protocol):
         """Up to ``limit`` target rows of the shard after ``after`` in id order."""
 
     def failed_ids(self, shard: Shard) -> set[str]: ...
+
+    def failed_ids_page(self, shard: Shard, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` ids the shard recorded as failed, after ``after`` in id order."""
 
     def save_verification(self, verification: Verification) -> None: ...
 
@@ -206,19 +216,3 @@ def scrub(text: str, url: str) -> str:
     if password:
         text = text.replace(password, "***")
     return re.sub(r"(password=)\S+", r"\1***", text)
-
-
-def open_store(url: str) -> Store:
-    """The store for ``url``: ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``postgresql://…``."""
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    if scheme == "sqlite":
-        from .sqlite import SQLiteStore
-
-        return SQLiteStore(url)
-    if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise StoreError(
-        f"unsupported database URL {redact(url)!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB"
-    )

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from ..rows import FLAT_COLUMNS, UNIT_COLUMNS, Failure
+from ..rows import FLAT_COLUMNS, UNIT_COLUMNS, Failure, is_uuid
 from ..shards import Shard
 from .base import (
     Checkpoint,
@@ -252,6 +252,25 @@ class PostgresStore:
         ).format(columns, where, self._key("neuron_id"))
         return self._connect().execute(query, [*params, cutoff, limit]).fetchall()
 
+    def read_source_ids(self, ids: Sequence[str], cutoff: str) -> list[dict[str, Any]]:
+        if self._id_type == "uuid":  # a recorded id that is no UUID cannot be in a uuid column
+            ids = [neuron_id for neuron_id in ids if is_uuid(neuron_id)]
+        if not ids:
+            return []
+        columns = sql.SQL(", ").join(
+            sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c))
+            if c in ("neuron_id", "created_at")
+            else sql.Identifier(c)
+            for c in FLAT_COLUMNS
+        )
+        query = sql.SQL(
+            'SELECT {} FROM neurons WHERE neurons.neuron_id = ANY(%s::{}[]) AND created_at::text COLLATE "C" <= %s'
+        ).format(columns, sql.SQL(self._id_type))
+        try:
+            return self._connect().execute(query, [list(ids), cutoff]).fetchall()
+        except psycopg.Error as error:
+            raise self._fail(error) from None
+
     # --- target ------------------------------------------------------------------------------------
 
     def ensure_target_schema(self) -> None:
@@ -330,6 +349,7 @@ class PostgresStore:
         failures: Sequence[Failure],
         checkpoint: Checkpoint,
         progress: Progress,
+        resolved: Sequence[str] = (),
     ) -> None:
         conn = self._connect()
         try:
@@ -343,12 +363,15 @@ class PostgresStore:
                             copy.write_row(unit)
                 if failures:
                     cur.executemany(
-                        "INSERT INTO migration_failures (neuron_id, validator, reason, shard) VALUES (%s, %s, %s, %s)",
+                        "INSERT INTO migration_failures (neuron_id, validator, reason, shard) VALUES (%s, %s, %s, %s)"
+                        " ON CONFLICT (neuron_id) DO UPDATE SET validator = excluded.validator, reason = excluded.reason",
                         [
                             (f["neuron_id"], f["validator"], f["reason"], str(checkpoint.shard))
                             for f in failures
                         ],
                     )
+                if resolved:
+                    cur.execute("DELETE FROM migration_failures WHERE neuron_id = ANY(%s)", (list(resolved),))
                 self._update_checkpoint(cur, checkpoint)
                 self._upsert_progress(cur, progress)
         except psycopg.Error as error:
@@ -406,6 +429,15 @@ class PostgresStore:
             columns, where, self._key("unit_id")
         )
         return self._connect().execute(query, [*params, limit]).fetchall()
+
+    def failed_ids_page(self, shard: Shard, after: str | None, limit: int) -> list[str]:
+        # In the C collation, so that the keyset and the order agree with Python's on any id.
+        query = "SELECT neuron_id FROM migration_failures WHERE shard = %s"
+        params: list[Any] = [str(shard)]
+        if after is not None:
+            query, params = f'{query} AND neuron_id COLLATE "C" > %s', [*params, after]
+        rows = self._connect().execute(f'{query} ORDER BY neuron_id COLLATE "C" LIMIT %s', [*params, limit])
+        return [row["neuron_id"] for row in rows.fetchall()]
 
     def failed_ids(self, shard: Shard) -> set[str]:
         rows = self._connect().execute("SELECT neuron_id FROM migration_failures").fetchall()

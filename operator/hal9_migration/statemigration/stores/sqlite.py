@@ -28,6 +28,9 @@ from .base import (
 )
 
 BUSY_TIMEOUT_SECONDS = 120
+WAL_CHECKPOINT_PAGES = 16384
+# Rows of IN (...) look-ups per statement (SQLite allows 32766 variables since 3.32).
+IDS_PER_QUERY = 500
 
 FLAT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS neurons (
@@ -144,11 +147,18 @@ class SQLiteStore:
             raise StoreError(f"SQLite database {self.path} does not exist")
         try:
             if read_only:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
             else:
-                conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False
+                )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # Checkpoint the WAL into the database every 64 MiB rather than every 4 MiB: a batch
+                # of converted rows is several MiB, and each checkpoint costs a pass over its pages.
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         except sqlite3.Error as error:
             if not read_only:
@@ -231,15 +241,41 @@ class SQLiteStore:
             f"SELECT {', '.join(FLAT_COLUMNS)} FROM neurons WHERE {where} AND created_at <= ? "
             "ORDER BY neuron_id LIMIT ?"
         )
-        return self._connect(read_only=True).execute(sql, [*params, cutoff, limit]).fetchall()
+        return self._dicts(self._connect(read_only=True), sql, [*params, cutoff, limit], FLAT_COLUMNS)
+
+    def read_source_ids(self, ids: Sequence[str], cutoff: str) -> list[dict[str, Any]]:
+        conn = self._connect(read_only=True)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = list(ids[start : start + IDS_PER_QUERY])
+            sql = (
+                f"SELECT {', '.join(FLAT_COLUMNS)} FROM neurons"
+                f" WHERE neuron_id IN ({', '.join('?' * len(chunk))}) AND created_at <= ?"
+            )
+            rows += self._dicts(conn, sql, [*chunk, cutoff], FLAT_COLUMNS)
+        return rows
+
+    @staticmethod
+    def _dicts(
+        conn: sqlite3.Connection, sql: str, params: Sequence[Any], columns: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts, built in one comprehension (a Python row factory costs a call per row)."""
+        cursor = conn.cursor()
+        cursor.row_factory = None
+        return [dict(zip(columns, row, strict=True)) for row in cursor.execute(sql, params).fetchall()]
 
     # --- target ------------------------------------------------------------------------------------
 
     def ensure_target_schema(self) -> None:
+        # In one write transaction taken up front: shards starting together would otherwise each read
+        # the schema, then find it changed by another when they write ("database is locked" at once,
+        # without waiting, since waiting could not help a transaction whose snapshot is stale).
         conn = self._connect(read_only=False)
         try:
-            conn.executescript(TARGET_SCHEMA)
+            conn.executescript(f"BEGIN IMMEDIATE; {TARGET_SCHEMA} COMMIT;")
         except sqlite3.Error as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise _write_error(self.path, error) from error
 
     def begin_run(self, cutoff: str, shard_count: int) -> str:
@@ -312,6 +348,7 @@ class SQLiteStore:
         failures: Sequence[Failure],
         checkpoint: Checkpoint,
         progress: Progress,
+        resolved: Sequence[str] = (),
     ) -> None:
         with self._transaction() as conn:
             conn.executemany(
@@ -319,8 +356,12 @@ class SQLiteStore:
                 units,
             )
             conn.executemany(
-                "INSERT INTO migration_failures (neuron_id, validator, reason, shard) VALUES (?, ?, ?, ?)",
+                "INSERT INTO migration_failures (neuron_id, validator, reason, shard) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (neuron_id) DO UPDATE SET validator = excluded.validator, reason = excluded.reason",
                 [(f["neuron_id"], f["validator"], f["reason"], str(checkpoint.shard)) for f in failures],
+            )
+            conn.executemany(
+                "DELETE FROM migration_failures WHERE neuron_id = ?", [(neuron_id,) for neuron_id in resolved]
             )
             self._update_checkpoint(conn, checkpoint)
             self._upsert_progress(conn, progress)
@@ -366,11 +407,19 @@ class SQLiteStore:
         sql = (
             f"SELECT {', '.join(UNIT_COLUMNS)} FROM hierarchical_units WHERE {where} ORDER BY unit_id LIMIT ?"
         )
-        return self._connect(read_only=False).execute(sql, [*params, limit]).fetchall()
+        return self._dicts(self._connect(read_only=False), sql, [*params, limit], UNIT_COLUMNS)
 
     def failed_ids(self, shard: Shard) -> set[str]:
         rows = self._connect(read_only=False).execute("SELECT neuron_id FROM migration_failures")
         return {row["neuron_id"] for row in rows if shard.owns(row["neuron_id"])}
+
+    def failed_ids_page(self, shard: Shard, after: str | None, limit: int) -> list[str]:
+        sql = "SELECT neuron_id FROM migration_failures WHERE shard = ?"
+        params: list[Any] = [str(shard)]
+        if after is not None:
+            sql, params = f"{sql} AND neuron_id > ?", [*params, after]
+        rows = self._connect(read_only=False).execute(f"{sql} ORDER BY neuron_id LIMIT ?", [*params, limit])
+        return [row["neuron_id"] for row in rows]
 
     def save_verification(self, v: Verification) -> None:
         self._write(
