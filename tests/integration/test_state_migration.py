@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from hal9_migration import statejob
@@ -30,6 +29,7 @@ from tests.integration.conftest import Cluster, OperatorProcess, wait_until
 from tests.integration.test_engine import apply, condition, events, get, manifest, wait_condition
 from tests.support import postgres as pg
 from tests.support.manifests import workloads
+from tests.support.statemigration import Pair
 
 NAME = "flat-to-hierarchical"
 
@@ -40,34 +40,16 @@ def postgres() -> Iterator[pg.PostgresServer]:
         yield server
 
 
-class Databases:
-    """A flat source and an empty hierarchical target of one kind, and their Secrets."""
+class Databases(Pair):
+    """A flat source and an empty hierarchical target of one kind, and what checks them."""
 
-    def __init__(self, kind: str, source: str, target: str) -> None:
-        self.kind, self.source, self.target = kind, source, target
-
-    def seed(self, rows: int) -> None:
+    def seed(self, count: int, seed_value: int = 7) -> None:
         store = open_store(self.source)
         store.create_flat_table()
-        generated = seed.generate(rows, seed=7)
+        generated = seed.generate(count, seed=seed_value)
         while batch := [row for _, row in zip(range(5000), generated, strict=False)]:
             store.insert_flat(batch)
         store.close()
-
-    def query(self, url: str, sql: str) -> list[tuple[Any, ...]]:
-        if self.kind == "sqlite":
-            with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-                return conn.execute(sql).fetchall()
-        with psycopg.connect(url, autocommit=True) as conn:
-            return conn.execute(sql).fetchall()
-
-    def execute(self, url: str, sql: str) -> None:
-        if self.kind == "sqlite":
-            with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-                conn.execute(sql)
-        else:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(sql)
 
     def independent_check(self) -> dict[str, Any]:
         """`verify-state` as a separate process: counts and checksums recomputed from both stores."""

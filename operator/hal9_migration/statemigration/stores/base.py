@@ -119,6 +119,39 @@ class RunReport:
     failed_rows: int
     first_failures: list[FailedRow]  # the first few by id
 
+    @classmethod
+    def from_rows(
+        cls,
+        run: Mapping[str, Any],
+        shards: Iterable[Mapping[str, Any]],
+        checks: Iterable[Mapping[str, Any]],
+        failed_rows: int,
+        first: Iterable[Mapping[str, Any]],
+    ) -> RunReport:
+        """From the bookkeeping tables' rows (the same columns in every store)."""
+        checks = list(checks)
+        return cls(
+            cutoff=str(run["cutoff"]),
+            shard_count=int(run["shard_count"]),
+            shards=[
+                ShardReport(
+                    shard=row["shard"],
+                    total=row["total"],
+                    migrated=row["migrated"],
+                    failed=row["failed"],
+                    rate=row["rate"],
+                    eta_seconds=row["eta_seconds"],
+                    state=row["state"],
+                    updated_at=str(row["updated_at"]),
+                )
+                for row in shards
+            ],
+            verified={row["scope"]: bool(row["passed"]) for row in checks},
+            problems={row["scope"]: row["problems"].split("\n", 1)[0] for row in checks if not row["passed"]},
+            failed_rows=failed_rows,
+            first_failures=[FailedRow(row["neuron_id"], row["validator"], row["reason"]) for row in first],
+        )
+
 
 class Store(Protocol):
     """What the engine needs from a database, in either role."""

@@ -18,11 +18,9 @@ from ..rows import FLAT_COLUMNS, UNIT_COLUMNS, Failure
 from ..shards import Shard
 from .base import (
     Checkpoint,
-    FailedRow,
     Progress,
     RunReport,
     SchemaError,
-    ShardReport,
     StoreError,
     Verification,
 )
@@ -469,27 +467,7 @@ class SQLiteStore:
             raise StoreError(f"SQLite database {self.path}: {error}") from error
         except sqlite3.Error as error:
             raise StoreError(f"SQLite database {self.path}: {error}") from error
-        return RunReport(
-            cutoff=str(run["cutoff"]),
-            shard_count=int(run["shard_count"]),
-            shards=[
-                ShardReport(
-                    shard=row["shard"],
-                    total=row["total"],
-                    migrated=row["migrated"],
-                    failed=row["failed"],
-                    rate=row["rate"],
-                    eta_seconds=row["eta_seconds"],
-                    state=row["state"],
-                    updated_at=row["updated_at"],
-                )
-                for row in shards
-            ],
-            verified={row["scope"]: bool(row["passed"]) for row in checks},
-            problems={row["scope"]: row["problems"].split("\n", 1)[0] for row in checks if not row["passed"]},
-            failed_rows=int(failed["n"]),
-            first_failures=[FailedRow(row["neuron_id"], row["validator"], row["reason"]) for row in first],
-        )
+        return RunReport.from_rows(run, shards, checks, int(failed["n"]), first)
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
