@@ -4,7 +4,9 @@ For SQLite -> SQLite and PostgreSQL -> PostgreSQL, on the same seeded data (BENC
 64 weights and 8 connections each):
   - raw copy: the same bytes copied with no conversion (SQLite INSERT ... SELECT across attached
     files; PostgreSQL COPY TO STDOUT piped into COPY FROM STDIN of an identical table);
-  - migrate-state with 1 shard, and with 4 shards running at once (separate processes);
+  - migrate-state with 1 shard (its converter processes: as many as this machine's CPUs), and with
+    4 shards running at once (separate processes, each with CPUs // 4 converters, at least 1: what
+    a CPU limit of a quarter of the machine gives each worker in a cluster);
   - peak memory (max RSS) of a 1-shard worker at BENCH_SMALL_ROWS and at BENCH_ROWS rows.
 Rates are source rows per second of migration (verification is timed separately). Every figure is
 measured in this run on this machine; the ratio compares with the baseline measured just before.
@@ -46,7 +48,7 @@ def seed_store(url: str, rows: int) -> float:
     return time.monotonic() - started
 
 
-def worker(source: str, target: str, shard: int = 0, shards: int = 1) -> subprocess.Popen[str]:
+def worker(source: str, target: str, shard: int, shards: int, converters: int) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "HAL9_SOURCE_URL": source,
@@ -54,14 +56,16 @@ def worker(source: str, target: str, shard: int = 0, shards: int = 1) -> subproc
         "JOB_COMPLETION_INDEX": str(shard),
     }
     command = [sys.executable, "-m", "hal9_migration.cli", "migrate-state", "--batch-size", str(BATCH)]
-    return subprocess.Popen([*command, "--shards", str(shards)], env=env, stderr=subprocess.PIPE, text=True)
+    command += ["--shards", str(shards), "--converters", str(converters)]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], int]:
     """The worker's final log event and its peak RSS in KiB.
 
-    The peak is the one the worker reports (its VmHWM): the rusage that wait4 gives also counts the
-    memory of this process, which the worker was forked from (Linux keeps that figure across exec).
+    The peak is the one the worker reports: its own VmHWM plus its converter processes'. The rusage
+    that wait4 gives also counts the memory of this process, which the worker was forked from (Linux
+    keeps that figure across exec).
     """
     assert proc.stderr is not None
     err = proc.stderr.read()
@@ -75,7 +79,8 @@ def finish(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], int]:
 
 def migrate(source: str, target: str, shards: int) -> dict[str, Any]:
     started = time.monotonic()
-    procs = [worker(source, target, i, shards) for i in range(shards)]
+    converters = max(1, len(os.sched_getaffinity(0)) // shards)
+    procs = [worker(source, target, i, shards, converters) for i in range(shards)]
     results = [finish(p) for p in procs]
     wall = time.monotonic() - started
     migrate_seconds = max(r[0]["migrate_seconds"] for r in results)
@@ -86,6 +91,7 @@ def migrate(source: str, target: str, shards: int) -> dict[str, Any]:
         "wall_seconds": wall,
         "rate": sum(r[0]["migrated"] + r[0]["failed"] for r in results) / migrate_seconds,
         "max_rss_kib": max(r[1] for r in results),
+        "converters": converters,
     }
 
 
@@ -162,11 +168,12 @@ def report(r: dict[str, Any]) -> None:
         m = r[key]
         print(
             f"  {label:<26} {m['rate']:>10,.0f} rows/s  ratio {m['rate'] / raw:.2f} x raw copy"
-            f"  (migrate {m['migrate_seconds']:.1f} s, verify {m['verify_seconds']:.1f} s)"
+            f"  (migrate {m['migrate_seconds']:.1f} s, verify {m['verify_seconds']:.1f} s,"
+            f" {m['converters']} converter{'s' if m['converters'] > 1 else ''} a shard)"
         )
     print(
         f"  peak memory, 1 shard       {r['small']['max_rss_kib'] / 1024:>6.1f} MiB at {SMALL_ROWS:,} rows, "
-        f"{r['one_shard']['max_rss_kib'] / 1024:.1f} MiB at {ROWS:,} rows",
+        f"{r['one_shard']['max_rss_kib'] / 1024:.1f} MiB at {ROWS:,} rows (with its converters)",
         flush=True,
     )
 

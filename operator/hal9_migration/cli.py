@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument(
         "--shards", type=int, default=1, help="number of shards (an Indexed Job's completions)"
     )
+    migrate.add_argument(
+        "--converters",
+        type=int,
+        help="processes converting this shard's batches (default: the CPUs this process may use,"
+        " bounded by its container's CPU limit)",
+    )
 
     verify = commands.add_parser("verify-state", help="check source and target agree (NoDataLoss)")
     verify.add_argument("--source", help=f"source {urls}")
@@ -62,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         from .statemigration import commands as state
 
         if args.command == "migrate-state":
-            return state.migrate_state(args.source, args.target, args.batch_size, args.shard, args.shards)
+            return state.migrate_state(
+                args.source, args.target, args.batch_size, args.shard, args.shards, args.converters
+            )
         if args.command == "verify-state":
             return state.verify_state(args.source, args.target)
         return state.seed_state(args.url, args.count, args.seed)

@@ -57,6 +57,9 @@ def assess(
     status = current.model_copy(update=_figures(seen.report))
     job = seen.job
     if job is not None:
+        if current.job_name == job.name and current.percent is not None and status.percent is not None:
+            # Within one Job rows are only ever added: the estimate above must not make it step back.
+            status.percent = max(status.percent, current.percent)
         status.job_name = job.name
     if job is None:
         return _result("Inconclusive", "the state-migration Job is being created", status, "Pending")
@@ -130,7 +133,7 @@ def _figures(report: RunReport | None) -> dict[str, object]:
         "total": total,
         "migrated": migrated,
         "failed": failed,
-        "percent": _percent(migrated + failed, total, complete=len(report.shards) >= report.shard_count),
+        "percent": _percent(migrated + failed, total, len(report.shards), report.shard_count),
         "rate": round(rate, 1),
         "eta_seconds": round(remaining / rate) if rate > 0 and remaining else None,
         "last_checkpoint": max((s.updated_at for s in report.shards), default=None),
@@ -141,10 +144,14 @@ def _figures(report: RunReport | None) -> dict[str, object]:
     }
 
 
-def _percent(done: int, total: int, *, complete: bool) -> int:
-    """Floored, so 100 % means every row handled; below 100 while a shard has not reported its total."""
-    percent = (100 * done) // total if total else 100
-    return percent if complete else min(percent, 99)
+def _percent(done: int, total: int, reported: int, shard_count: int) -> int:
+    """Floored, so 100 % means every row handled. Until every shard has reported its total, the
+    others are taken to hold as many rows as the average reported one (shards split the random ids
+    evenly) and the figure stays below 100: one fast shard alone must not read as nearly done."""
+    if reported < shard_count:
+        estimated = total * shard_count / reported if reported else 0
+        return min(int(100 * done // estimated), 99) if estimated else 0
+    return (100 * done) // total if total else 100
 
 
 def _result(verdict: str, reason: str, status: StateMigrationStatus, state: str | None = None) -> Assessment:

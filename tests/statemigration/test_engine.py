@@ -169,6 +169,60 @@ def test_four_concurrent_shards_write_exactly_what_one_shard_writes(pair: Pair, 
     ]
 
 
+def test_converter_processes_write_exactly_what_one_converter_writes(pair: Pair, tmp_path: Path) -> None:
+    pair.seed(3000, seed_value=9)
+    one = migrate(pair, "--batch-size", "100", "--converters", "1")
+    assert one.returncode == 0, one.stderr
+    assert events(one)[-1]["converters"] == 0  # converted in the worker's own process
+    pooled = Pair(pair.kind, pair.source, _another_target(pair, tmp_path))
+    three = migrate(pooled, "--batch-size", "100", "--converters", "3")
+    assert three.returncode == 0, three.stderr
+    final = events(three)[-1]
+    assert final["event"] == "verified" and final["converters"] == 3
+    assert pooled.units() == pair.units() and len(pair.units()) == 3000
+
+
+def test_a_sigkilled_worker_leaves_no_converter_process_behind(pair: Pair) -> None:
+    pair.seed(16000, seed_value=3)
+    env = {**os.environ, "HAL9_SOURCE_URL": pair.source, "HAL9_TARGET_URL": pair.target}
+    command = [sys.executable, "-m", "hal9_migration.cli", "migrate-state", "--batch-size", "10"]
+    worker = subprocess.Popen([*command, "--converters", "2"], env=env, stderr=subprocess.DEVNULL)
+    _wait_until_more_than(pair, 0, worker)
+    children = _children(worker.pid)
+    assert len(children) >= 2, children  # the converters (and the spawn machinery's helper)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    deadline = time.monotonic() + 10
+    while (alive := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert alive == [], "converter processes outlived their worker"
+    final = migrate(pair, "--batch-size", "500")
+    assert final.returncode == 0, final.stderr
+    ids = pair.query(pair.target, "SELECT count(*), count(DISTINCT unit_id) FROM hierarchical_units")[0]
+    assert ids == (16000, 16000)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _another_target(pair: Pair, tmp_path: Path) -> str:
     if pair.kind == "sqlite":
         return f"sqlite:///{tmp_path / 'hier-sharded.db'}"

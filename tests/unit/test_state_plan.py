@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +74,34 @@ def test_entering_state_migration_creates_one_job_and_holds_the_weight() -> None
     assert world.status["phase"] == "StateMigration"
     assert world.condition("Reconciling") == ("True", "WaitingForGate")
     assert "StateMigrationStarted" in [e.reason for d in world.decisions for e in d.events]
+
+
+def test_progress_never_steps_back_while_shards_start_at_different_times() -> None:
+    world = at_state_migration(spec())
+    both = report(0, total=100)
+    first_only = RunReport(
+        both.cutoff, 2, [replace(both.shards[0], migrated=49, state="Running")], {}, {}, 0, []
+    )
+    world.state.report = first_only  # one shard nearly done, the other not started yet
+    world.step(1)
+    assert state(world)["percent"] == 49  # of about 100 rows, not 49 of the 50 reported
+    world.state.report = replace(
+        both,
+        shards=[replace(both.shards[0], migrated=49, total=49), replace(both.shards[1], total=53)],
+        verified={},
+    )
+    world.step(1)  # the real total (102) makes 48 %, but the figure shown does not go back
+    assert state(world)["percent"] == 49
+    world.state.report = replace(
+        both,
+        shards=[
+            replace(both.shards[0], migrated=49, total=49),
+            replace(both.shards[1], migrated=30, total=53),
+        ],
+        verified={},
+    )
+    world.step(1)
+    assert state(world)["percent"] == 77
 
 
 def test_progress_reaches_status_and_the_phase_passes_only_on_verification() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from . import engine, seed
@@ -29,17 +30,22 @@ def migrate_state(
     batch_size: int,
     shard_index: int | None,
     shards: int,
+    converters: int | None = None,
     out: TextIO = sys.stderr,
 ) -> int:
     """Exit code 0: shard migrated and verified; 1: verification failed; 2: bad input, nothing lost."""
     try:
         if batch_size < 1:
             raise StoreError(f"--batch-size must be at least 1, got {batch_size}")
+        if converters is not None and converters < 1:
+            raise StoreError(f"--converters must be at least 1, got {converters}")
         index = shard_index if shard_index is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
         shard = Shard(index, shards)
         source, target = _open(source_url, SOURCE_ENV, "source"), _open(target_url, TARGET_ENV, "target")
         try:
-            result = engine.migrate_shard(source, target, shard, batch_size, Reporter(out))
+            result = engine.migrate_shard(
+                source, target, shard, batch_size, Reporter(out), converters=converters or usable_cpus()
+            )
         finally:
             source.close()
             target.close()
@@ -47,6 +53,26 @@ def migrate_state(
         out.write(f"error: {error}\n")
         return 2
     return 0 if result.verification.passed else 1
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: its CPU affinity, bounded by a container's CPU limit (the
+    cgroup's CPU quota, v2 or v1), as Go's automaxprocs counts them. At least 1."""
+    count = len(os.sched_getaffinity(0))
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return count
+    if quota in ("max", "-1"):
+        return count
+    try:
+        return max(1, min(count, int(quota) // int(period)))
+    except (ValueError, ZeroDivisionError):
+        return count
 
 
 def verify_state(source_url: str | None, target_url: str | None, out: TextIO = sys.stdout) -> int:

@@ -13,10 +13,15 @@ target (or a later issue's incremental run) covers them.
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
+import os
 import resource
+import signal
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +34,22 @@ from .shards import Shard
 from .stores.base import Checkpoint, Progress, Store, Verification
 
 VERIFY_BATCH = 5000
+# Below this many batches left a pool of converter processes is not worth its start (~0.5 s each).
+POOL_MIN_BATCHES = 4
+CONVERTER_NICENESS = 10
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One batch converted: target rows, failures, the sum of the rows' fingerprints, and the peak
+    RSS of the process that converted it (a converter process reports its own)."""
+
+    units: list[tuple[object, ...]]
+    failures: list[Failure]
+    checksum: int
+    pid: int
+    peak_rss_kib: int
 
 
 @dataclass
@@ -46,7 +67,13 @@ def migrate_shard(
     batch_size: int,
     reporter: Reporter,
     clock: Callable[[], float] = time.monotonic,
+    converters: int = 1,
 ) -> ShardResult:
+    """Migrate the shard from its checkpoint, then verify it.
+
+    ``converters`` > 1 converts batches in that many processes while this one reads and commits
+    (a shard alone then uses more than one core); order and exactly-once are unchanged.
+    """
     source.check_source_schema()
     target.ensure_target_schema()
     cutoff = target.begin_run(source.source_cutoff() or "", shard.count)
@@ -62,9 +89,14 @@ def migrate_shard(
     checkpoint = retry_failures(source, target, checkpoint, batch_size, reporter)
     done_at_start = checkpoint.migrated + checkpoint.failed
     if not checkpoint.finished:
-        checkpoint = _migrate_batches(
-            source, target, checkpoint, batch_size, reporter, clock, started, done_at_start
+        left = checkpoint.total - checkpoint.migrated - checkpoint.failed
+        if left < POOL_MIN_BATCHES * batch_size:
+            converters = 1
+        checkpoint, converter_peaks = _migrate_batches(
+            source, target, checkpoint, batch_size, reporter, clock, started, done_at_start, converters
         )
+    else:
+        converter_peaks = {}
     seconds = clock() - started
     verify_started = clock()
     verification = verify_shard(source, target, shard, cutoff)
@@ -83,7 +115,8 @@ def migrate_shard(
         problems=verification.problems,
         migrate_seconds=round(seconds, 3),
         verify_seconds=round(verify_seconds, 3),
-        peak_rss_kib=peak_rss_kib(),
+        converters=len(converter_peaks),
+        peak_rss_kib=peak_rss_kib() + sum(converter_peaks.values()),
     )
     return ShardResult(checkpoint, verification, newer, seconds)
 
@@ -113,53 +146,107 @@ def _migrate_batches(
     clock: Callable[[], float],
     started: float,
     done_at_start: int,
-) -> Checkpoint:
-    """The batch loop, from the checkpoint to the shard's end.
+    converters: int,
+) -> tuple[Checkpoint, dict[int, int]]:
+    """The batch loop, from the checkpoint to the shard's end; also each converter process's peak RSS.
 
-    Reading the next batch and committing the last one run on two threads while this one converts:
-    the drivers do their work without the GIL, so the stores' share of a row's time overlaps the
-    conversion's. Order and exactly-once are those of a plain loop: batch N+1 is handed to the
-    writer only after batch N's commit returned, and each commit carries its own checkpoint; at
-    most two batches are held at once (the one read ahead and the one converted).
+    Reading the next batch and committing the last one run on two threads; converting runs on a
+    third, or in ``converters`` processes (up to ``converters + 1`` batches at once). Order and
+    exactly-once are those of a plain loop: batches are committed in the order they were read, batch
+    N+1 is handed to the writer only after batch N's commit returned, and each commit carries its own
+    checkpoint. Memory is bounded by the batches in flight, whatever the shard's size.
     """
     shard, cutoff = checkpoint.shard, checkpoint.cutoff
-    with ThreadPoolExecutor(1, "hal9-read") as reader, ThreadPoolExecutor(1, "hal9-write") as writer:
+    window = converters + 1 if converters > 1 else 1
+    peaks: dict[int, int] = {}
+    with (
+        ThreadPoolExecutor(1, "hal9-read") as reader,
+        ThreadPoolExecutor(1, "hal9-write") as writer,
+        _converter_pool(converters) as pool,
+    ):
         next_rows = reader.submit(source.read_source, shard, checkpoint.last_id, cutoff, batch_size)
+        in_flight: deque[tuple[Future[Converted], str, int]] = deque()
         committed: Future[None] | None = None
-        while rows := next_rows.result():
-            next_rows = reader.submit(
-                source.read_source, shard, str(rows[-1]["neuron_id"]), cutoff, batch_size
-            )
-            units, failures, checksum = _convert(rows, checkpoint.checksum)
+        read_all = False
+        while True:
+            while not read_all and len(in_flight) < window:
+                rows = next_rows.result()
+                if not rows:
+                    read_all = True
+                    break
+                last_id = str(rows[-1]["neuron_id"])
+                next_rows = reader.submit(source.read_source, shard, last_id, cutoff, batch_size)
+                migrated_at = datetime.now(UTC).isoformat()
+                in_flight.append((pool.submit(convert_batch, rows, migrated_at), last_id, len(rows)))
+                del rows
+            if not in_flight:
+                break
+            converting, last_id, _ = in_flight.popleft()
+            batch = converting.result()
+            if batch.pid != os.getpid():
+                peaks[batch.pid] = batch.peak_rss_kib
             checkpoint = replace(
                 checkpoint,
-                last_id=str(rows[-1]["neuron_id"]),
-                migrated=checkpoint.migrated + len(units),
-                failed=checkpoint.failed + len(failures),
-                checksum=checksum,
+                last_id=last_id,
+                migrated=checkpoint.migrated + len(batch.units),
+                failed=checkpoint.failed + len(batch.failures),
+                checksum=combine(checkpoint.checksum, batch.checksum),
             )
             progress = _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), "Running")
             if committed is not None:
                 committed.result()  # the previous batch landed (or its error is raised here)
-            committed = writer.submit(target.commit_batch, units, failures, checkpoint, progress)
+            committed = writer.submit(target.commit_batch, batch.units, batch.failures, checkpoint, progress)
             reporter.update(progress)
-            del rows, units, failures
+            del batch
         if committed is not None:
             committed.result()
     checkpoint = replace(checkpoint, finished=True)
     target.finish(
         checkpoint, _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), "Finished")
     )
-    return checkpoint
+    return checkpoint, peaks
 
 
-def _convert(
-    rows: Sequence[Mapping[str, Any]], checksum: int
-) -> tuple[list[tuple[object, ...]], list[Failure], int]:
-    """Each row migrated or failed; the checksum with the migrated rows' fingerprints added."""
+def _converter_pool(converters: int) -> Executor:
+    """Converter processes, or one thread of this process when there is one converter.
+
+    The processes are spawned (this process runs threads, which fork does not copy safely) and run
+    at a lower priority: this process reads and commits every batch, in order, so when the cores are
+    all busy it is the one that must not wait (with equal shares it got two thirds of a core, and
+    the whole shard went at its pace).
+    """
+    if converters > 1:
+        return ProcessPoolExecutor(
+            converters,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_converter,
+            initargs=(os.getpid(),),
+        )
+    return ThreadPoolExecutor(1, "hal9-convert")
+
+
+def _start_converter(worker_pid: int) -> None:
+    """In a converter process: lower its priority, and die with the worker.
+
+    A converter holds both ends of its task queue, so it never sees the queue close when the worker
+    is SIGKILLed; Linux's parent-death signal ends it instead (checked once after asking, in case
+    the worker was already gone).
+    """
+    os.nice(CONVERTER_NICENESS)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: a killed worker may leave its converters running
+        pass
+    if os.getppid() != worker_pid:
+        os._exit(1)
+
+
+def convert_batch(rows: Sequence[Mapping[str, Any]], migrated_at: str) -> Converted:
+    """Each row migrated or failed, and the sum of the migrated rows' fingerprints. Runs in a
+    converter process too (module level, so it pickles by name)."""
     units: list[tuple[object, ...]] = []
     failures: list[Failure] = []
-    migrated_at = datetime.now(UTC).isoformat()
+    checksum = 0
     for raw in rows:
         migrated = migrate_row(raw, migrated_at)
         if isinstance(migrated, dict):  # a Failure
@@ -168,7 +255,7 @@ def _convert(
         unit_row, fingerprint = migrated
         units.append(unit_row)
         checksum = combine(checksum, fingerprint)
-    return units, failures, checksum
+    return Converted(units, failures, checksum, os.getpid(), peak_rss_kib())
 
 
 def retry_failures(
@@ -191,13 +278,14 @@ def retry_failures(
         found = {str(raw["neuron_id"]): raw for raw in source.read_source_ids(ids, checkpoint.cutoff)}
         rows = [found[neuron_id] for neuron_id in ids if neuron_id in found]
         missing = [neuron_id for neuron_id in ids if neuron_id not in found and is_uuid(neuron_id)]
-        units, failures, checksum = _convert(rows, checkpoint.checksum)
+        batch = convert_batch(rows, datetime.now(UTC).isoformat())
+        units, failures = batch.units, batch.failures
         fixed = [str(unit[0]) for unit in units]
         checkpoint = replace(
             checkpoint,
             migrated=checkpoint.migrated + len(units),
             failed=checkpoint.failed - len(units) - len(missing),
-            checksum=checksum,
+            checksum=combine(checkpoint.checksum, batch.checksum),
         )
         target.commit_batch(
             units, failures, checkpoint, _progress(checkpoint, 0.0, state), resolved=fixed + missing

@@ -19,7 +19,7 @@ from . import jsontext
 from .rows import FlatNeuron, HierarchicalUnit
 from .units import DEFAULT_MOMENTUM, assign_layer, connection_types
 
-__all__ = ["combine", "fingerprint_neuron", "fingerprint_unit"]
+__all__ = ["combine", "digest", "fingerprint_neuron", "fingerprint_unit"]
 
 _MASK64: Final = (1 << 64) - 1
 _HEAD: Final = struct.Struct("<QBIII")
@@ -37,16 +37,24 @@ def _float_bytes(floats: tuple[float, ...]) -> bytes:
     return packer.pack(*floats)
 
 
+def digest(text: bytes, floats: bytes, is_async: bool, counts: tuple[int, int, int]) -> int:
+    """The fingerprint of a row's parts: ``text`` the canonical JSON of its strings and JSON values,
+    ``floats`` its floats as little-endian IEEE 754 bytes, ``counts`` (weights, biases, connections).
+
+    A header fixes the boundaries between the parts. Public for ``fastpath``, which has the parts
+    already at hand.
+    """
+    hasher = _blake2b(_HEAD.pack(len(text), is_async, *counts), digest_size=8)
+    hasher.update(text)
+    hasher.update(floats)
+    return int.from_bytes(hasher.digest(), "little")
+
+
 def _digest(
     text_part: list[Any], floats: tuple[float, ...], is_async: bool, counts: tuple[int, int, int]
 ) -> int:
-    # Strings and JSON values go through one canonical JSON array (unambiguous, sorted keys); floats
-    # go as little-endian IEEE 754 bytes; a header fixes the boundaries between the parts.
-    text = jsontext.canonical(text_part)
-    hasher = _blake2b(_HEAD.pack(len(text), is_async, *counts), digest_size=8)
-    hasher.update(text)
-    hasher.update(_float_bytes(floats))
-    return int.from_bytes(hasher.digest(), "little")
+    # Strings and JSON values go through one canonical JSON array (unambiguous, sorted keys).
+    return digest(jsontext.canonical(text_part), _float_bytes(floats), is_async, counts)
 
 
 def fingerprint_neuron(neuron: FlatNeuron) -> int:

@@ -62,7 +62,10 @@ __all__ = [
     "has_long_digits",
     "kept_long_digits",
     "narrow",
+    "narrow_packed",
     "pack_floats",
+    "read_connections",
+    "read_floats",
 ]
 
 
@@ -125,6 +128,7 @@ _FLOAT_ONLY: Final = frozenset((float,))
 _INT_OR_FLOAT: Final = frozenset((int, float))
 _DICT_ONLY: Final = frozenset((dict,))
 _CONNECTION_SHAPE: Final = frozenset(((str, float, str, 3),))
+_CONNECTION_SHAPES_WITH_INT: Final = frozenset(((str, float, str, 3), (str, int, str, 3)))
 
 
 def has_long_digits(text: str) -> bool:
@@ -144,7 +148,12 @@ def pack_floats(floats: list[float] | tuple[float, ...]) -> bytes:
 
 def narrow(floats: list[float]) -> bool:
     """Whether every float is below 2**49 in magnitude (so none is a long integer orjson rounded)."""
-    return b"!" not in pack_floats(floats)[7::8].translate(_WIDE_MAP)
+    return narrow_packed(pack_floats(floats))
+
+
+def narrow_packed(packed: bytes) -> bool:
+    """``narrow`` of floats already packed by ``pack_floats``."""
+    return b"!" not in packed[7::8].translate(_WIDE_MAP)
 
 
 def fast_floats(text: str) -> list[float] | None:
@@ -155,6 +164,15 @@ def fast_floats(text: str) -> list[float] | None:
     more is trusted only if every 19-digit run of the text is still there when the reading is printed
     again. Arrays need no duplicate-key check: their reference reading makes none either.
     """
+    items = read_floats(text)
+    if items is None or not items or narrow(items) or kept_long_digits(text, _dumps(items)):
+        return items
+    return None
+
+
+def read_floats(text: str) -> list[float] | None:
+    """``fast_floats`` without its last check: the caller must still make sure that no float of 2**49
+    or more was an integer orjson rounded (``narrow``, else ``kept_long_digits``)."""
     try:
         parsed = _loads(text)
     except orjson.JSONDecodeError:
@@ -175,14 +193,22 @@ def fast_floats(text: str) -> list[float] | None:
         if floats != items:  # int == float compares exactly
             return None
         items = floats
-    if narrow(items) or kept_long_digits(text, _dumps(items)):
-        return items
-    return None
+    return items
 
 
 def fast_connections(text: str) -> list[dict[str, Any]] | None:
-    """orjson's reading of the connections column where it is the reference's and well-formed as
-    it is: objects of exactly the keys target (string), weight (float), conn_type (string). Else None.
+    """orjson's reading of the connections column where it is the reference's and well-formed:
+    objects of exactly the keys target (string), weight (number), conn_type (string), the weights as
+    floats (an integer only where a float holds it exactly). Else None.
+    """
+    conns = read_connections(text)
+    if not conns or narrow([c["weight"] for c in conns]) or kept_long_digits(text, _dumps(conns)):
+        return conns
+    return None
+
+
+def read_connections(text: str) -> list[dict[str, Any]] | None:
+    """``fast_connections`` without its last check (as ``read_floats``, for the weights).
 
     No key was dropped: the text has no more keys than ``:``, and there are 3 an object. Strings
     orjson reads are valid Unicode (it refuses lone surrogates).
@@ -201,11 +227,21 @@ def fast_connections(text: str) -> list[dict[str, Any]] | None:
         shapes = {(type(c["target"]), type(c["weight"]), type(c["conn_type"]), len(c)) for c in conns}
     except KeyError:
         return None
-    if shapes != _CONNECTION_SHAPE:
-        return None
-    if narrow([c["weight"] for c in conns]) or kept_long_digits(text, _dumps(conns)):
+    if shapes == _CONNECTION_SHAPE:
         return conns
-    return None
+    if shapes - _CONNECTION_SHAPES_WITH_INT:
+        return None
+    # Some weights written as integers: each becomes its float, when the float holds it exactly.
+    exact = []
+    for conn in conns:
+        weight = conn["weight"]
+        if type(weight) is int:
+            as_float = float(weight)  # orjson's integers fit 64 bits: no OverflowError
+            if as_float != weight:
+                return None
+            conn = {**conn, "weight": as_float}
+        exact.append(conn)
+    return exact
 
 
 def fast_object(text: str) -> tuple[dict[str, Any], bytes] | None:

@@ -208,3 +208,16 @@ def fresh_uuid(avoid: str) -> str:
         candidate = str(uuid.uuid4())
         if candidate.lower() != avoid.lower():
             return candidate
+
+
+# Anything at all where a column should be: for "never raises" and "same as the reference" properties.
+garbage = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(),
+    st.binary(max_size=20),
+    json_values.map(json.dumps),
+    st.text().map(lambda t: "[" + t),
+)

@@ -52,6 +52,9 @@ TRICKY: dict[str, list[str]] = {
         '[{"target": "t", "target": "u", "weight": 1.0, "conn_type": "x"}]',
         '[{"target": "t", "weight": 1.0, "conn_type": "x", "conn_type": "y"}]',
         '[{"target": "t", "weight": 3, "conn_type": "lateral"}]',
+        '[{"target": "t", "weight": -3, "conn_type": ""}, {"target": "u", "weight": 0.5, "conn_type": "x"}]',
+        '[{"target": "t", "weight": 9007199254740993, "conn_type": "x"}]',
+        '[{"target": "t", "weight": true, "conn_type": "x"}]',
         '[{"target": "\\ud800", "weight": 1.0, "conn_type": "x"}]',
     ],
     "memory": [

@@ -22,6 +22,7 @@ from tests.unit.statemigration.conftest import (
     flat_neurons,
     float_bits,
     fresh_uuid,
+    garbage,
     json_values,
     to_raw,
     unit_row,
@@ -251,17 +252,6 @@ def test_behaviour_figures_count_only_through_the_layer(neuron: FlatNeuron, rt: 
 
 
 # ----------------------------------------------------------------------------------- decode never raises
-
-garbage = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.floats(),
-    st.text(),
-    st.binary(max_size=20),
-    json_values.map(json.dumps),
-    st.text().map(lambda t: "[" + t),
-)
 
 
 @PROPERTY
