@@ -13,7 +13,11 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from hal9_migration.statemigration import verify
+from hal9_migration.statemigration.shards import Shard
+from hal9_migration.statemigration.stores.factory import open_store
 from tests.support.statemigration import Pair, events, migrate, run
 
 
@@ -78,6 +82,32 @@ def test_verification_reports_a_target_row_that_is_not_a_unit(pair: Pair) -> Non
     assert overall["passed"] is False
     assert shard["target_count"] == 50
     assert any("is not a unit: learning_state: non-finite number" in p for p in shard["problems"])
+
+
+def test_verification_in_helper_processes_finds_what_one_process_finds(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair.seed(3000, seed_value=6)
+    assert migrate(pair, "--converters", "1").returncode == 0
+    pair.execute(
+        pair.target,
+        "UPDATE hierarchical_units SET learning_state = '{\"weights\": [1e999]}'"
+        " WHERE unit_id = (SELECT unit_id FROM hierarchical_units ORDER BY unit_id LIMIT 1)",
+    )
+    monkeypatch.setattr(verify, "VERIFY_BATCH", 100)  # 30 pages: enough for the pool to be used
+    source, target = open_store(pair.source), open_store(pair.target)
+    try:
+        cutoff = target.run_info()[0]  # type: ignore[index]
+        peaks: dict[int, int] = {}
+        alone = verify.verify_shard(source, target, Shard(0, 1), cutoff, helpers=1)
+        helped = verify.verify_shard(source, target, Shard(0, 1), cutoff, helpers=2, peaks=peaks)
+    finally:
+        source.close()
+        target.close()
+    assert len(peaks) == 2  # both helper processes fingerprinted pages
+    assert helped == alone
+    assert (helped.source_count, helped.target_count, helped.passed) == (3000, 3000, False)
+    assert len(helped.problems) == 1 and "is not a unit: learning_state: non-finite" in helped.problems[0]
 
 
 def test_sigkilled_worker_resumes_exactly_once(pair: Pair) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import TextIO
 
-from . import engine, seed
+from . import engine, seed, verify
+from .processes import usable_cpus
 from .progress import Reporter
 from .shards import Shard
 from .stores.base import Store, StoreError, Verification
@@ -55,26 +55,6 @@ def migrate_state(
     return 0 if result.verification.passed else 1
 
 
-def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """The CPUs this process may use: its CPU affinity, bounded by a container's CPU limit (the
-    cgroup's CPU quota, v2 or v1), as Go's automaxprocs counts them. At least 1."""
-    count = len(os.sched_getaffinity(0))
-    try:
-        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        try:
-            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
-            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
-        except OSError:
-            return count
-    if quota in ("max", "-1"):
-        return count
-    try:
-        return max(1, min(count, int(quota) // int(period)))
-    except (ValueError, ZeroDivisionError):
-        return count
-
-
 def verify_state(source_url: str | None, target_url: str | None, out: TextIO = sys.stdout) -> int:
     """Recompute NoDataLoss for every shard of the target's run, store the results, print them."""
     try:
@@ -85,8 +65,11 @@ def verify_state(source_url: str | None, target_url: str | None, out: TextIO = s
             if run is None:
                 raise StoreError("the target holds no migration run: run migrate-state first")
             cutoff, count = run
-            per_shard = [engine.verify_shard(source, target, Shard(i, count), cutoff) for i in range(count)]
-            overall = engine.merge(per_shard)
+            helpers = usable_cpus()
+            per_shard = [
+                verify.verify_shard(source, target, Shard(i, count), cutoff, helpers) for i in range(count)
+            ]
+            overall = verify.merge(per_shard)
             for verification in [*per_shard, overall]:
                 target.save_verification(verification)
                 out.write(json.dumps(_summary(verification)) + "\n")

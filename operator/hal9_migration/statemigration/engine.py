@@ -13,31 +13,23 @@ target (or a later issue's incremental run) covers them.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
-import resource
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from .fingerprint import combine
-from .pipeline import migrate_row, source_fingerprint, target_fingerprint
+from .pipeline import migrate_row
+from .processes import POOL_MIN_BATCHES, helper_pool, peak_rss_kib
 from .progress import Reporter
 from .rows import Failure, is_uuid
 from .shards import Shard
 from .stores.base import Checkpoint, Progress, Store, Verification
-
-VERIFY_BATCH = 5000
-# Below this many batches left a pool of converter processes is not worth its start (~0.5 s each).
-POOL_MIN_BATCHES = 4
-CONVERTER_NICENESS = 10
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+from .verify import verify_shard
 
 
 @dataclass(frozen=True)
@@ -81,6 +73,8 @@ def migrate_shard(
         Checkpoint(shard=shard, cutoff=cutoff, total=source.count_source(shard, cutoff))
     )
     started = clock()
+    converter_peaks: dict[int, int] = {}  # peak RSS of each helper process, by pid
+    verifier_peaks: dict[int, int] = {}
     if checkpoint.finished:
         reporter.log("already-finished", _progress(checkpoint, 0.0, "Finished"))
     else:
@@ -90,16 +84,21 @@ def migrate_shard(
     done_at_start = checkpoint.migrated + checkpoint.failed
     if not checkpoint.finished:
         left = checkpoint.total - checkpoint.migrated - checkpoint.failed
-        if left < POOL_MIN_BATCHES * batch_size:
-            converters = 1
-        checkpoint, converter_peaks = _migrate_batches(
-            source, target, checkpoint, batch_size, reporter, clock, started, done_at_start, converters
+        checkpoint = _migrate_batches(
+            source,
+            target,
+            checkpoint,
+            batch_size,
+            reporter,
+            clock,
+            started,
+            done_at_start,
+            converters if left >= POOL_MIN_BATCHES * batch_size else 1,
+            converter_peaks,
         )
-    else:
-        converter_peaks = {}
     seconds = clock() - started
     verify_started = clock()
-    verification = verify_shard(source, target, shard, cutoff)
+    verification = verify_shard(source, target, shard, cutoff, converters, verifier_peaks)
     verify_seconds = clock() - verify_started
     target.save_verification(verification)
     state = "Verified" if verification.passed else "VerificationFailed"
@@ -116,25 +115,10 @@ def migrate_shard(
         migrate_seconds=round(seconds, 3),
         verify_seconds=round(verify_seconds, 3),
         converters=len(converter_peaks),
-        peak_rss_kib=peak_rss_kib() + sum(converter_peaks.values()),
+        # the whole process tree at its fullest: the pools do not overlap in time
+        peak_rss_kib=peak_rss_kib() + max(sum(converter_peaks.values()), sum(verifier_peaks.values())),
     )
     return ShardResult(checkpoint, verification, newer, seconds)
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident memory in KiB since it started its program.
-
-    VmHWM, where Linux has it: getrusage's maxrss also counts the memory of the parent a process
-    was forked from (it survives the exec), which is not the worker's.
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _migrate_batches(
@@ -147,8 +131,10 @@ def _migrate_batches(
     started: float,
     done_at_start: int,
     converters: int,
-) -> tuple[Checkpoint, dict[int, int]]:
-    """The batch loop, from the checkpoint to the shard's end; also each converter process's peak RSS.
+    peaks: dict[int, int],
+) -> Checkpoint:
+    """The batch loop, from the checkpoint to the shard's end (each converter process's peak RSS
+    goes into ``peaks`` by pid).
 
     Reading the next batch and committing the last one run on two threads; converting runs on a
     third, or in ``converters`` processes (up to ``converters + 1`` batches at once). Order and
@@ -158,11 +144,10 @@ def _migrate_batches(
     """
     shard, cutoff = checkpoint.shard, checkpoint.cutoff
     window = converters + 1 if converters > 1 else 1
-    peaks: dict[int, int] = {}
     with (
         ThreadPoolExecutor(1, "hal9-read") as reader,
         ThreadPoolExecutor(1, "hal9-write") as writer,
-        _converter_pool(converters) as pool,
+        helper_pool(converters) as pool,
     ):
         next_rows = reader.submit(source.read_source, shard, checkpoint.last_id, cutoff, batch_size)
         in_flight: deque[tuple[Future[Converted], str, int]] = deque()
@@ -204,41 +189,7 @@ def _migrate_batches(
     target.finish(
         checkpoint, _progress(checkpoint, _rate(checkpoint, done_at_start, started, clock), "Finished")
     )
-    return checkpoint, peaks
-
-
-def _converter_pool(converters: int) -> Executor:
-    """Converter processes, or one thread of this process when there is one converter.
-
-    The processes are spawned (this process runs threads, which fork does not copy safely) and run
-    at a lower priority: this process reads and commits every batch, in order, so when the cores are
-    all busy it is the one that must not wait (with equal shares it got two thirds of a core, and
-    the whole shard went at its pace).
-    """
-    if converters > 1:
-        return ProcessPoolExecutor(
-            converters,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_converter,
-            initargs=(os.getpid(),),
-        )
-    return ThreadPoolExecutor(1, "hal9-convert")
-
-
-def _start_converter(worker_pid: int) -> None:
-    """In a converter process: lower its priority, and die with the worker.
-
-    A converter holds both ends of its task queue, so it never sees the queue close when the worker
-    is SIGKILLed; Linux's parent-death signal ends it instead (checked once after asking, in case
-    the worker was already gone).
-    """
-    os.nice(CONVERTER_NICENESS)
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: a killed worker may leave its converters running
-        pass
-    if os.getppid() != worker_pid:
-        os._exit(1)
+    return checkpoint
 
 
 def convert_batch(rows: Sequence[Mapping[str, Any]], migrated_at: str) -> Converted:
@@ -304,60 +255,6 @@ def retry_failures(
             gone_from_source=gone,
         )
     return checkpoint
-
-
-def verify_shard(source: Store, target: Store, shard: Shard, cutoff: str) -> Verification:
-    """Recompute both sides from the stores, independently of the checkpoint's running figures."""
-    failed = target.failed_ids(shard)
-    problems: list[str] = []
-    source_count = source_checksum = 0
-    after: str | None = None
-    while rows := source.read_source(shard, after, cutoff, VERIFY_BATCH):
-        for raw in rows:
-            source_count += 1
-            neuron_id = str(raw["neuron_id"])
-            if neuron_id in failed:
-                continue
-            fingerprint = source_fingerprint(raw)
-            if fingerprint is None:
-                problems.append(f"source row {neuron_id} cannot be decoded but is not recorded as failed")
-                continue
-            source_checksum = combine(source_checksum, fingerprint)
-        after = str(rows[-1]["neuron_id"])
-    target_count = target_checksum = 0
-    after = None
-    while units := target.read_units(shard, after, VERIFY_BATCH):
-        for row in units:
-            target_count += 1
-            try:
-                target_checksum = combine(target_checksum, target_fingerprint(row))
-            except (ValueError, RecursionError) as error:
-                problems.append(f"target row {row.get('unit_id')} is not a unit: {error}"[:300])
-        after = str(units[-1]["unit_id"])
-    return Verification(
-        scope=f"shard {shard}",
-        source_count=source_count,
-        target_count=target_count,
-        failed_count=len(failed),
-        source_checksum=source_checksum,
-        target_checksum=target_checksum,
-        problems=problems[:20],
-    )
-
-
-def merge(verifications: list[Verification]) -> Verification:
-    """The overall result from per-shard ones (shards partition the ids, so figures add up)."""
-    total = Verification("overall", 0, 0, 0, 0, 0)
-    for v in verifications:
-        total.source_count += v.source_count
-        total.target_count += v.target_count
-        total.failed_count += v.failed_count
-        total.source_checksum = combine(total.source_checksum, v.source_checksum)
-        total.target_checksum = combine(total.target_checksum, v.target_checksum)
-        total.problems += [f"{v.scope}: {p}" for p in v.problems]
-        if not v.passed and not v.problems:
-            total.problems.append(f"{v.scope}: counts or checksums differ")
-    return total
 
 
 def _rate(cp: Checkpoint, done_at_start: int, started: float, clock: Callable[[], float]) -> float:
