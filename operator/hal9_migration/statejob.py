@@ -100,6 +100,36 @@ def build_job(
     }
 
 
+def converters(spec: StateMigration) -> int:
+    """Converter processes per worker: the whole CPUs of its CPU limit (else of its request), at
+    least 1. Explicit, not the worker's own count of the node's CPUs: each one costs ~80 MiB, which
+    the memory limit must hold (1 Gi by default, with the default 250m: one, in the worker itself)."""
+    cpu = spec.resources.limits.cpu or spec.resources.requests.cpu or "1"
+    return max(1, int(cpu_cores(cpu)))
+
+
+def cpu_cores(quantity: str) -> float:
+    """A CPU quantity (``2``, ``1.5``, ``500m``, ``1e3m``...) as cores; the schema's grammar has
+    checked it."""
+    suffixes = {
+        "n": 1e-9,
+        "u": 1e-6,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "P": 1e15,
+        "E": 1e18,
+    }
+    binary = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+    if quantity[-2:] in binary:
+        return float(quantity[:-2]) * binary[quantity[-2:]]
+    if quantity[-1] in suffixes and not quantity[-1].isdigit():
+        return float(quantity[:-1]) * suffixes[quantity[-1]]
+    return float(quantity)
+
+
 def _pod_spec(spec: StateMigration, shards: int) -> dict[str, Any]:
     return {
         "restartPolicy": "Never",  # retries are the Job's (backoffLimitPerIndex), per shard
@@ -116,7 +146,14 @@ def _pod_spec(spec: StateMigration, shards: int) -> dict[str, Any]:
                 "name": CONTAINER,
                 "image": spec.image,
                 "command": ["hal9-migration", "migrate-state"],
-                "args": ["--shards", str(shards), "--batch-size", str(spec.batch_size)],
+                "args": [
+                    "--shards",
+                    str(shards),
+                    "--batch-size",
+                    str(spec.batch_size),
+                    "--converters",
+                    str(converters(spec)),
+                ],
                 "env": [
                     _secret_env(SOURCE_ENV, spec.source.url_secret_ref.name, spec.source.url_secret_ref.key),
                     _secret_env(TARGET_ENV, spec.target.url_secret_ref.name, spec.target.url_secret_ref.key),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,7 +71,7 @@ def test_the_job_is_indexed_owned_and_restricted() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
     assert container["command"] == ["hal9-migration", "migrate-state"]
-    assert container["args"] == ["--shards", "3", "--batch-size", "500"]
+    assert container["args"] == ["--shards", "3", "--batch-size", "500", "--converters", "1"]
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -82,6 +84,27 @@ def test_the_job_is_indexed_owned_and_restricted() -> None:
         "limits": {"memory": "1Gi"},
     }
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+@pytest.mark.parametrize(
+    ("resources", "converters"),
+    [
+        ({}, 1),  # the default request, 250m: converting in the worker itself
+        ({"limits": {"cpu": "2"}}, 2),
+        ({"limits": {"cpu": "3500m"}}, 3),
+        ({"limits": {"cpu": "0.5"}}, 1),
+        ({"requests": {"cpu": "4"}}, 4),  # no limit: the request
+        ({"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}, 2),
+        ({"requests": {"cpu": None}}, 1),
+    ],
+)
+def test_converter_processes_follow_the_cpu_the_worker_is_given(
+    resources: dict[str, Any], converters: int
+) -> None:
+    spec = StateMigration.model_validate({**SPEC.model_dump(by_alias=True), "resources": resources})
+    job = statejob.build_job(namespace="hal9", migration="m", uid="u", spec=spec, attempt=1, shards=1)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--converters") + 1] == str(converters)
 
 
 def test_database_urls_reach_the_worker_only_as_secret_references() -> None:

@@ -341,7 +341,9 @@ class WorkerLimits(Model):
 
 
 class WorkerResources(Model):
-    """A worker container's resources; the defaults suit the measured ~190 MiB peak of a worker."""
+    """A worker container's resources. The defaults suit one worker process (about 100 MiB at its
+    peak); each whole CPU of the limit (else the request) beyond one adds a converter process of
+    about 80 MiB (statejob.converters)."""
 
     requests: WorkerRequests = Field(default_factory=WorkerRequests, json_schema_extra={"default": {}})
     limits: WorkerLimits = Field(default_factory=WorkerLimits, json_schema_extra={"default": {}})
@@ -381,7 +383,8 @@ class StateMigration(Model):
     )
     resources: WorkerResources = Field(
         default_factory=WorkerResources,
-        description="Each worker pod's container resources.",
+        description="Each worker pod's container resources. Its whole CPUs (the limit, else the "
+        "request; at least 1) are the processes converting that worker's shard, about 80 MiB each.",
         json_schema_extra={"default": {}},
     )
 
