@@ -63,7 +63,7 @@ def worker(source: str, target: str, shard: int, shards: int, converters: int) -
 def finish(proc: subprocess.Popen[str]) -> tuple[dict[str, Any], int]:
     """The worker's final log event and its peak RSS in KiB.
 
-    The peak is the one the worker reports: its own VmHWM plus its converter processes'. The rusage
+    The peak is the one the worker reports: its own VmHWM plus its helper processes'. The rusage
     that wait4 gives also counts the memory of this process, which the worker was forked from (Linux
     keeps that figure across exec).
     """
@@ -92,6 +92,10 @@ def migrate(source: str, target: str, shards: int) -> dict[str, Any]:
         "rate": sum(r[0]["migrated"] + r[0]["failed"] for r in results) / migrate_seconds,
         "max_rss_kib": max(r[1] for r in results),
         "converters": converters,
+        # of the first worker: its own peak, its converters', its verification helpers'
+        "peak_parts_kib": {
+            part: results[0][0].get(f"{part}_peak_rss_kib") for part in ("worker", "converters", "verifiers")
+        },
     }
 
 
