@@ -18,6 +18,7 @@ import pytest
 from hal9_migration.statemigration import verify
 from hal9_migration.statemigration.shards import Shard
 from hal9_migration.statemigration.stores.factory import open_store
+from tests.support.processes import alive, children
 from tests.support.statemigration import Pair, events, migrate, run
 
 
@@ -218,39 +219,18 @@ def test_a_sigkilled_worker_leaves_no_converter_process_behind(pair: Pair) -> No
     command = [sys.executable, "-m", "hal9_migration.cli", "migrate-state", "--batch-size", "10"]
     worker = subprocess.Popen([*command, "--converters", "2"], env=env, stderr=subprocess.DEVNULL)
     _wait_until_more_than(pair, 0, worker)
-    children = _children(worker.pid)
-    assert len(children) >= 2, children  # the converters (and the spawn machinery's helper)
+    helpers = children(worker.pid)
+    assert len(helpers) >= 2, helpers  # the converters (and the spawn machinery's helper)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     deadline = time.monotonic() + 10
-    while (alive := [pid for pid in children if _alive(pid)]) and time.monotonic() < deadline:
+    while (running := [pid for pid in helpers if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert alive == [], "converter processes outlived their worker"
+    assert running == [], "converter processes outlived their worker"
     final = migrate(pair, "--batch-size", "500")
     assert final.returncode == 0, final.stderr
     ids = pair.query(pair.target, "SELECT count(*), count(DISTINCT unit_id) FROM hierarchical_units")[0]
     assert ids == (16000, 16000)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _another_target(pair: Pair, tmp_path: Path) -> str:

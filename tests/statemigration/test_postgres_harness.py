@@ -19,6 +19,7 @@ from psycopg import errors
 
 from tests.support import postgres as pg
 from tests.support.manifests import ROOT
+from tests.support.processes import alive, children
 
 
 @pytest.fixture(autouse=True)
@@ -26,28 +27,6 @@ def _no_ambient_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     """Only the URL may carry a password: no PGPASSWORD, no ~/.pgpass."""
     monkeypatch.delenv("PGPASSWORD", raising=False)
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
-
-
-def _children(pid: int) -> set[int]:
-    """The pids of a process's children, from /proc."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _accepts_tcp(port: int) -> bool:
@@ -145,7 +124,7 @@ def test_stop_leaves_no_server_process() -> None:
         postmaster = server.process
         assert postmaster is not None
         client = psycopg.connect(server.url)  # an open session must not hold up the shutdown
-        backends = _children(postmaster.pid)
+        backends = children(postmaster.pid)
         assert backends  # checkpointer, walwriter, ... and the client's backend
         workdir, port = server.workdir, server.port
         started = time.monotonic()
@@ -153,8 +132,8 @@ def test_stop_leaves_no_server_process() -> None:
         assert time.monotonic() - started < 10
         client.close()
         server.stop()  # twice is harmless
-    assert not _alive(postmaster.pid)
-    assert not [pid for pid in backends if _alive(pid)]
+    assert not alive(postmaster.pid)
+    assert not [pid for pid in backends if alive(pid)]
     assert not _accepts_tcp(port)
     assert not workdir.exists()
 
@@ -207,13 +186,13 @@ def test_the_server_dies_with_the_test_process() -> None:
         assert parent.stdout is not None
         pid_text, workdir_text = parent.stdout.readline().split()
         workdir, postmaster = Path(workdir_text), int(pid_text)
-        assert _alive(postmaster)
+        assert alive(postmaster)
         os.kill(parent.pid, signal.SIGKILL)  # no finally, no atexit: only the kernel can help
         parent.wait()
         deadline = time.monotonic() + 20
-        while _alive(postmaster) and time.monotonic() < deadline:
+        while alive(postmaster) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(postmaster)
+        assert not alive(postmaster)
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -221,3 +221,15 @@ garbage = st.one_of(
     json_values.map(json.dumps),
     st.text().map(lambda t: "[" + t),
 )
+
+
+@st.composite
+def garbled_rows(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid row with garbage in, or missing, one or more of its columns."""
+    raw = to_raw(draw(flat_neurons))
+    for column in draw(st.sets(st.sampled_from(FLAT_COLUMNS), min_size=1)):
+        if draw(st.booleans()):
+            raw[column] = draw(garbage)
+        else:
+            del raw[column]
+    return raw
