@@ -86,6 +86,16 @@ def test_an_unreachable_postgres_is_a_clear_error_without_the_password(tmp_path:
     assert "s3cret-pw" not in result.stderr
 
 
+@pytest.mark.parametrize("flag", ["--batch-size", "--converters"])
+def test_a_count_below_one_is_refused_by_name(flag: str, tmp_path: Path) -> None:
+    pair = Pair("sqlite", f"sqlite:///{tmp_path / 'flat.db'}", f"sqlite:///{tmp_path / 'hier.db'}")
+    pair.seed(10)
+    result = migrate(pair, flag, "0")
+    assert result.returncode == 2
+    assert f"{flag} must be at least 1, got 0" in result.stderr
+    assert not (tmp_path / "hier.db").exists()
+
+
 def test_a_missing_sqlite_source_is_not_created(tmp_path: Path) -> None:
     source = tmp_path / "nowhere.db"
     result = run(

@@ -147,18 +147,17 @@ def _migrate_batches(
     batches in flight, whatever the shard's size.
     """
     shard, cutoff = checkpoint.shard, checkpoint.cutoff
-    window = converters
     with (
         ThreadPoolExecutor(1, "hal9-read") as reader,
         ThreadPoolExecutor(1, "hal9-write") as writer,
         helper_pool(converters) as pool,
     ):
         next_rows = reader.submit(source.read_source, shard, checkpoint.last_id, cutoff, batch_size)
-        in_flight: deque[tuple[Future[Converted], str, int]] = deque()
+        in_flight: deque[tuple[Future[Converted], str]] = deque()  # each batch's conversion, last id
         committed: Future[None] | None = None
         read_all = False
         while True:
-            while not read_all and len(in_flight) < window:
+            while not read_all and len(in_flight) < converters:
                 rows = next_rows.result()
                 if not rows:
                     read_all = True
@@ -166,11 +165,11 @@ def _migrate_batches(
                 last_id = str(rows[-1]["neuron_id"])
                 next_rows = reader.submit(source.read_source, shard, last_id, cutoff, batch_size)
                 migrated_at = datetime.now(UTC).isoformat()
-                in_flight.append((pool.submit(convert_batch, rows, migrated_at), last_id, len(rows)))
+                in_flight.append((pool.submit(convert_batch, rows, migrated_at), last_id))
                 del rows
             if not in_flight:
                 break
-            converting, last_id, _ = in_flight.popleft()
+            converting, last_id = in_flight.popleft()
             batch = converting.result()
             if batch.pid != os.getpid():
                 peaks[batch.pid] = batch.peak_rss_kib
