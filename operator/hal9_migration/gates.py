@@ -4,18 +4,24 @@ A gate answers Pass, Fail or Inconclusive with a reason. Gates hold a step; they
 back (that is a rollback trigger, a different thing). A gate that has not passed within
 ``progressDeadline`` of the step falling due stalls the migration, naming the gate and its reason.
 
-Until metric analysis exists, a step of a migration without analysis passes on time alone, and says
-so; one that asks for analysis waits, because nothing may pretend to have checked what it has not.
-The StateMigration phase passes on the state migration's own evidence: its Job and NoDataLoss.
+A step of a migration without analysis passes on time alone, and says so. With analysis, the last
+run made at this step decides (``analysis.verdicts``); RampUp also wants it passing for ``stableFor``.
+The StateMigration phase passes on the state migration's own evidence (its Job and NoDataLoss), and
+then on analysis too: traffic is held at the canary's weight while the Job runs, and may not go on
+to RampUp while that traffic is unhealthy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from .models import Hal9MigrationSpec, Phase, StateMigrationStatus
+from . import analysis
+from .clock import later, parse_time
+from .conditions import timestamp
+from .models import AnalysisStatus, Hal9MigrationSpec, Phase, StateMigrationStatus, parse_duration
 from .phases import Position
 from .staterun import StateObservation, assess
 
@@ -42,6 +48,9 @@ class Evidence:
     """What the edge observed for the gates in this pass (None: not observed)."""
 
     state: StateObservation | None = None
+    analysis: AnalysisStatus | None = None  # after this pass's run, if one was made
+    step_since: str | None = None  # when the current step began (the position record's ``since``)
+    now: datetime | None = None
 
 
 class Gate(Protocol):
@@ -60,18 +69,28 @@ class TimeOnly:
         return GateResult(self.name, Verdict.PASS, "no analysis is configured: the step passes on time alone")
 
 
-class AnalysisNotAvailable:
-    """The spec asks for metric checks that this operator version cannot run: hold, and say so."""
+class AnalysisPassed:
+    """The last analysis run made at this step passed every check (RampUp: for ``stableFor``)."""
 
     name = "analysis"
 
     def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
-        return GateResult(
-            self.name,
-            Verdict.INCONCLUSIVE,
-            "spec.analysis asks for metric checks, which this operator version does not run yet; "
-            "remove spec.analysis.prometheus and spec.analysis.metrics to advance on time alone",
-        )
+        last = evidence.analysis
+        if last is None or last.step_since is None or last.step_since != evidence.step_since:
+            return GateResult(self.name, Verdict.INCONCLUSIVE, "no analysis run has measured this step yet")
+        if last.verdict != Verdict.PASS.value:
+            return GateResult(self.name, Verdict(last.verdict or "Inconclusive"), last.message or "")
+        if position.phase is Phase.RAMP_UP and evidence.now is not None:
+            since = parse_time(last.passing_since) or evidence.now
+            stable_until = later(since, parse_duration(spec.phases.ramp_up.stable_for))
+            if evidence.now < stable_until:
+                return GateResult(
+                    self.name,
+                    Verdict.INCONCLUSIVE,
+                    f"every check has passed since {last.passing_since}; phases.rampUp.stableFor "
+                    f"{spec.phases.ramp_up.stable_for} is reached at {timestamp(stable_until)}",
+                )
+        return GateResult(self.name, Verdict.PASS, last.message or "every check passed")
 
 
 class StateMigrated:
@@ -90,10 +109,21 @@ class StateMigrated:
         return GateResult(self.name, Verdict(assessment.verdict), assessment.reason)
 
 
+class Both:
+    """Two gates in turn: the second is asked only once the first has passed."""
+
+    def __init__(self, first: Gate, second: Gate) -> None:
+        self.first, self.second = first, second
+        self.name = first.name
+
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
+        result = self.first.check(spec, position, evidence)
+        return self.second.check(spec, position, evidence) if result.passed else result
+
+
 def gate_for(spec: Hal9MigrationSpec, position: Position) -> Gate:
     """The gate guarding the way out of ``position``."""
+    metrics: Gate = AnalysisPassed() if analysis.configured(spec) else TimeOnly()
     if position.phase is Phase.STATE_MIGRATION:
-        return StateMigrated()
-    if spec.analysis.prometheus is not None or spec.analysis.metrics:
-        return AnalysisNotAvailable()
-    return TimeOnly()
+        return Both(StateMigrated(), metrics) if isinstance(metrics, AnalysisPassed) else StateMigrated()
+    return metrics

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import controls, kube, plan, statewatch, traffic
+from . import analysiswatch, controls, kube, plan, statewatch, traffic
 from .models import GROUP, PLURAL, VERSION, Hal9MigrationSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -133,7 +133,8 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
     current = plan.load_status(obj.get("status"))
     present = controls.read(obj["metadata"].get("annotations"))
     uid = str(obj["metadata"].get("uid") or "")
-    observed, router, route_obj, view, state = plan.Observed(), None, None, None, None
+    observed, router, route_obj, view, state, run = plan.Observed(), None, None, None, None, None
+    now = datetime.datetime.now(datetime.UTC)  # one clock for a pass, even when decided again
     if not isinstance(spec, str):
         refs = _references(memo, namespace, spec, generation)
         observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden)
@@ -144,12 +145,22 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
             memory = view.memory if isinstance(view, plan.RouteView) else None
             if plan.observes_state(spec, current, memory):
                 state = statewatch.observe(namespace, name, uid, spec, current.state_migration)
-
-    now = datetime.datetime.now(datetime.UTC)  # one clock for a pass, even when decided again
+            request = plan.analysis_due(spec, current, memory, now, namespace)
+            if request is not None:
+                run = analysiswatch.measure(namespace, spec, request, now)
 
     def decide(route: plan.RouteView | traffic.RouteProblem | None) -> plan.Decision:
         return plan.decide(
-            spec, generation, current, observed, now, name=name, route=route, controls=present, state=state
+            spec,
+            generation,
+            current,
+            observed,
+            now,
+            name=name,
+            route=route,
+            controls=present,
+            state=state,
+            run=run,
         )
 
     decision = decide(view)

@@ -9,9 +9,10 @@ is how a position recorded under an older spec (other steps, another cap) is pla
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from .models import Hal9MigrationSpec, Phase, parse_duration
+from .clock import parse_time
+from .models import Hal9MigrationSpec, Phase, PositionRecord, parse_duration
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,22 @@ class Position:
 
 
 START = Position(None, 0, 0, 0)
+
+
+def at(record: PositionRecord | None) -> Position:
+    """The position a record says the route object holds (START without one)."""
+    if record is None:
+        return START
+    return Position(record.phase, record.step, record.weight, record.mirror)
+
+
+def taken_at(record: PositionRecord) -> datetime:
+    """When the route object took the record's position."""
+    return parse_time(record.since) or datetime.min.replace(tzinfo=UTC)
+
+
+def phase_number(position: Position) -> int:
+    return position.phase.number if position.phase else 0
 
 
 def _capped(steps: list[int], cap: int | None) -> list[int]:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from . import conditions, gates, phases, rollback, staterun
+from . import analysis, autorollback, conditions, gates, phases, rollback, statesteps
 from .clock import later, parse_time, timestamp_ms
 from .conditions import Desired
 from .controls import Control, Verb
 from .flags import targeting_at
+from .halts import ABORTED, AUTO_ROLLED_BACK, DEADLINE_EXCEEDED, STATE_FAILED
 from .inputs import load_record, load_status, parse_spec, references
 from .models import (
     ControlsStatus,
@@ -33,10 +34,7 @@ from .models import (
     Halt,
     Phase,
     PositionRecord,
-    RollbackComponent,
-    RollbackStrategy,
     Snapshot,
-    StateMigrationStatus,
     parse_duration,
 )
 from .phases import START, Position
@@ -45,22 +43,19 @@ from .report import (
     Journal,
     Outcome,
     Report,
+    degraded_condition,
     finish,
     outcome_conditions,
     paused_condition,
     stalled,
 )
 from .staterun import StateObservation
+from .statesteps import StateAction, observes_state
 from .traffic.base import ObservedRouting, RouteProblem, Routing
 
 SNAPSHOT_LIMIT = 20
-ABORTED = "Aborted"
-DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
-STATE_FAILED = "StateMigrationFailed"
 SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a password)
 JOB_REJECTED = "StateMigrationJobRejected"
-# While a state-migration Job runs, status follows the workers' reports at least this often.
-STATE_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,15 +85,6 @@ class RouteWrite:
 
 
 @dataclass(frozen=True)
-class StateAction:
-    """What the edge must do to the state-migration Job of ``attempt``."""
-
-    verb: str  # create | suspend | resume
-    attempt: int
-    shards: int  # the run's sharding: the target's once a run started, else spec.workers
-
-
-@dataclass(frozen=True)
 class Decision:
     status: dict[str, Any]  # the full new status, camelCase, ready to patch
     changed: bool  # False when the status already says exactly this
@@ -121,8 +107,11 @@ def decide(
     route: RouteView | RouteProblem | None = None,
     controls: Sequence[Control] = (),
     state: StateObservation | None = None,
+    run: analysis.Run | None = None,
 ) -> Decision:
-    """One pass: what the status should say now, and what the route object should hold."""
+    """One pass: what the status should say now, and what the route object should hold.
+
+    ``run`` is the analysis run the edge made because ``analysis_due`` asked for it (None: none)."""
     journal = Journal(now)
     if isinstance(spec, str):
         paused = Desired("Paused", "Unknown", "InvalidSpec", "The spec cannot be read")
@@ -135,7 +124,7 @@ def decide(
         report = finish(current, generation, now, journal, stalled(reason, message), paused_now)
         return _decision(report, reason)
     assert isinstance(route, RouteView)  # _problem() reports anything else
-    return _Pass(spec, generation, current, route, list(controls), name, now, journal, state).run()
+    return _Pass(spec, generation, current, route, list(controls), name, now, journal, state, run).run()
 
 
 def _problem(observed: Observed, route: RouteView | RouteProblem | None) -> tuple[str, str] | None:
@@ -174,6 +163,7 @@ class _Pass:
         now: datetime,
         journal: Journal,
         state: StateObservation | None,
+        run: analysis.Run | None,
     ) -> None:
         self.spec, self.generation, self.current, self.route = spec, generation, current, route
         self.present, self.name, self.now, self.journal = present, name, now, journal
@@ -187,35 +177,38 @@ class _Pass:
         self.snapshots = list(current.snapshots)
         self.state_seen = state  # None: not observed in this pass (or observed for an older attempt)
         self.state_status = current.state_migration
+        self.run_made = run
+        self.analysis = current.analysis
+        self.health = current.health
+        self.rollback = current.rollback
+        self.spec_hash = rollback.spec_hash(spec)
 
     # --- the pass --------------------------------------------------------------------------------
 
     def run(self) -> Decision:
         record = self._where_the_route_stands()
-        if self.halt is not None and self.halt.generation != self.generation:
-            self.journal.record(
-                "HaltCleared", f"A new spec (generation {self.generation}) ends the {self.halt.reason} stop"
-            )
-            self.halt = None
+        autorollback.end_stale_halt(self)
         self._apply_controls(record)
-        here = _position(record)
+        autorollback.hold_failed_spec(self)
+        autorollback.analyse(self, record)
+        here = phases.at(record)
         path = phases.path(self.spec)
         target = path[-1]
         new_record, outcome = self._step(record, here, path, target)
         if outcome is None:  # it moved: say where that leaves it, as the next pass would see it
             self.frozen = True
-            _, outcome = self._step(new_record, _position(new_record), path, target)
+            _, outcome = self._step(new_record, phases.at(new_record), path, target)
             outcome = outcome or Outcome(
                 "moving",
                 "Progressing",
-                f"At {_position(new_record).label()}: the next step is due now",
+                f"At {phases.at(new_record).label()}: the next step is due now",
                 self.now,
             )
-        state_action = self._state_job(new_record, target)
+        state_action = statesteps.state_job(self, new_record, target)
         write = None
         if new_record is not None:
             held = tuple(new_record.held) if new_record.generation == self.generation else ()
-            there = _position(new_record)
+            there = phases.at(new_record)
             write = RouteWrite(
                 Routing(there.weight, there.mirror, targeting_at(self.spec, there, held)), new_record
             )
@@ -224,9 +217,7 @@ class _Pass:
     def _where_the_route_stands(self) -> PositionRecord | None:
         """The route's own record when it is newer than status (a status write was lost), else status's."""
         memory, known = self.route.memory, self.current.position
-        if memory is None:
-            return known
-        if known is None or _since(memory) > _since(known):
+        if memory is not None and standing(self.current, memory) is memory:
             if known is None or (memory.phase, memory.step, memory.weight) != (
                 known.phase,
                 known.step,
@@ -235,12 +226,12 @@ class _Pass:
                 # The pass that moved the route died before its status write: record its move now.
                 self.journal.record(
                     memory.reason or "Advanced",
-                    f"{_position(memory).label()} (recorded from the route object: the status write "
+                    f"{phases.at(memory).label()} (recorded from the route object: the status write "
                     "after this move did not land)",
-                    before=_position(known) if known else START,
-                    after=_position(memory),
+                    before=phases.at(known) if known else START,
+                    after=phases.at(memory),
                     actor=memory.actor,
-                    time=conditions.timestamp(_since(memory)),
+                    time=conditions.timestamp(phases.taken_at(memory)),
                 )
             if memory.control:
                 verb, _, value = memory.control.partition("=")
@@ -283,6 +274,10 @@ class _Pass:
                 warning=True,
             )
         elif control.verb is Verb.RETRY:
+            if self.rollback is not None and self.rollback.retried_by is None:
+                self.rollback = self.rollback.model_copy(update={"retried_by": actor})
+                if self.analysis is not None:
+                    self.analysis = self.analysis.model_copy(update={"consecutive_failures": 0})
             if self.halt is not None:
                 journal.record("Retried", f"Retry ends the {self.halt.reason} stop", actor=actor)
             else:
@@ -308,6 +303,9 @@ class _Pass:
         if self.halt is not None and self.halt.reason == STATE_FAILED:
             self._ignore_promote("the state migration failed; retry first")
             return self._after_state_failure(record, here)
+        if self.halt is not None and self.halt.reason == AUTO_ROLLED_BACK and self.rollback is not None:
+            self._ignore_promote("the migration was rolled back; retry or change the spec first")
+            return self._back_to_safety(record, here, autorollback.safe(self.rollback), AUTO_ROLLED_BACK)
         if here.rank > target.rank:
             self._ignore_promote("the migration is walking back")
             return self._back(record, here, target)
@@ -353,7 +351,7 @@ class _Pass:
                 control=promote,
             )
             return moved, None
-        since = _since(record)
+        since = phases.taken_at(record)
         due = later(since, phases.hold_time(self.spec, here.phase))
         if promote is not None:
             self.halt = None
@@ -368,7 +366,7 @@ class _Pass:
                 due,
             )
         if here.phase is Phase.STATE_MIGRATION:
-            self._new_attempt_after_failure()
+            statesteps.new_attempt_after_failure(self)
             seen = self.state_seen
             if seen is not None and seen.secret_problems and seen.job is None:
                 message = (
@@ -377,7 +375,10 @@ class _Pass:
                 return self._resync(record, here), Outcome("halted", SECRET_NOT_FOUND, message)
             if seen is not None and seen.job_problem:
                 return self._resync(record, here), Outcome("halted", JOB_REJECTED, seen.job_problem)
-        result = gates.gate_for(self.spec, here).check(self.spec, here, gates.Evidence(state=self.state_seen))
+        evidence = gates.Evidence(
+            state=self.state_seen, analysis=self.analysis, step_since=record.since, now=self.now
+        )
+        result = gates.gate_for(self.spec, here).check(self.spec, here, evidence)
         if result.gate == gates.StateMigrated.name and result.verdict is gates.Verdict.FAIL:
             return self._state_failed(record, here, result.reason)
         if result.passed:
@@ -393,7 +394,7 @@ class _Pass:
 
     def _wait_for_gate(self, here: Position, upcoming: Position, result: gates.GateResult) -> Outcome:
         started = parse_time(self.gate.since) if self.gate and self.gate.name == result.gate else None
-        if result.gate == gates.StateMigrated.name and self._state_progressed():
+        if result.gate == gates.StateMigrated.name and statesteps.state_progressed(self):
             started = None  # the deadline is for a run that stopped moving, not for a long one
         since = started or self.now
         self.gate = GateStatus(
@@ -423,7 +424,15 @@ class _Pass:
         self, record: PositionRecord | None, here: Position, target: Position
     ) -> tuple[PositionRecord | None, Outcome | None]:
         assert record is not None  # a position above START was recorded
-        step = rollback.step_back(self.spec, here, _since(record), record.reason, target, self.now)
+        step = rollback.step_back(
+            self.spec,
+            here,
+            phases.taken_at(record),
+            record.reason,
+            target,
+            self.now,
+            autorollback.health_falling(self, record),
+        )
         if step.waiting:
             return self._resync(record, here), Outcome(
                 "moving",
@@ -446,8 +455,6 @@ class _Pass:
             message=f"Walking back to {target.label()}: {step.position.label()}",
         ), None
 
-    # --- the state migration -----------------------------------------------------------------------
-
     def _state_failed(
         self, record: PositionRecord | None, here: Position, reason: str
     ) -> tuple[PositionRecord | None, Outcome | None]:
@@ -466,100 +473,24 @@ class _Pass:
         self, record: PositionRecord | None, here: Position
     ) -> tuple[PositionRecord | None, Outcome | None]:
         """Traffic goes back to flat as ``spec.rollback`` says; the stop holds until retry or a new spec."""
+        return self._back_to_safety(
+            record, here, START, STATE_FAILED, "; retry (or change the spec) to go on"
+        )
+
+    def _back_to_safety(
+        self, record: PositionRecord | None, here: Position, safe: Position, reason: str, hint: str = ""
+    ) -> tuple[PositionRecord | None, Outcome | None]:
+        """Walk back to ``safe`` with the rollback strategy, then hold there while the stop lasts."""
         assert self.halt is not None
-        halted = Outcome("halted", STATE_FAILED, self.halt.message + "; retry (or change the spec) to go on")
-        if record is None or here == START:
+        halted = Outcome("halted", reason, self.halt.message + hint)
+        if record is None or here == START or here.rank <= safe.rank:
             return record, halted
-        moved, outcome = self._back(record, here, START)
+        moved, outcome = self._back(record, here, safe)
         if outcome is None:
             return moved, None
         if outcome.state == "moving":  # a Gradual walk waiting for its next step
             halted.due = outcome.due
         return moved, halted
-
-    def _new_attempt_after_failure(self) -> None:
-        """A failed attempt whose stop has ended (retry, a new spec) gives way to a new Job, which
-        resumes from the checkpoints the workers committed."""
-        status = self.state_status
-        if status is None or status.state != "Failed" or self.halt is not None:
-            return
-        self.state_seen = None  # what the edge saw is the failed attempt's Job
-        if self.frozen:
-            return  # the next pass starts it
-        attempt = status.attempt + 1
-        self.state_status = StateMigrationStatus(
-            attempt=attempt,
-            shards=status.shards,
-            state="Pending",
-            message=f"attempt {attempt} starts: a new Job resumes from the workers' checkpoints",
-        )
-        self.journal.record(
-            "StateMigrationRetried",
-            f"Attempt {attempt}: a new state-migration Job resumes from the workers' checkpoints "
-            f"(attempt {status.attempt} failed: {status.message or 'see history'})",
-        )
-
-    def _state_progressed(self) -> bool:
-        before, seen = self.current.state_migration, self.state_seen
-        if seen is None or seen.report is None:
-            return False
-        done = sum(s.migrated + s.failed for s in seen.report.shards)
-        return before is None or done > (before.migrated or 0) + (before.failed or 0)
-
-    def _state_job(self, record: PositionRecord | None, target: Position) -> StateAction | None:
-        """What the Job of the current attempt needs, and ``status.stateMigration`` from what was seen."""
-        seen, wanted = self.state_seen, self.spec.state_migration
-        if seen is None:
-            return None
-        status = self.state_status or StateMigrationStatus()
-        if wanted is not None:
-            status = staterun.assess(wanted, status, seen).status
-        here, job = _position(record), seen.job
-        shards = (
-            seen.report.shard_count if seen.report else status.shards or (wanted.workers if wanted else 1)
-        )
-        status.shards = shards
-        action = None
-        wanted_now = _phase_number(target) >= Phase.STATE_MIGRATION.number
-        if here.phase is Phase.STATE_MIGRATION and self.halt is None and wanted is not None and wanted_now:
-            if job is None and not seen.secret_problems and not seen.job_problem:
-                action = StateAction("create", status.attempt, shards)
-                self.journal.record(
-                    "StateMigrationStarted",
-                    f"Attempt {status.attempt}: an Indexed Job of {shards} workers migrates the neuron state",
-                )
-            elif job is not None and job.suspended and not (job.complete or job.failed):
-                action = StateAction("resume", status.attempt, shards)
-                status.state = "Running"
-                self.journal.record("StateMigrationResumed", f"Job {job.name} resumes from its checkpoints")
-        elif (
-            job is not None
-            and not (job.complete or job.failed or job.suspended)
-            and self._stops_state(here, target)
-        ):
-            action = StateAction("suspend", status.attempt, shards)
-            status.state = "Stopped"
-            self.journal.record(
-                "StateMigrationStopped",
-                f"Job {job.name} is suspended; migrated rows and checkpoints stay, and the source was "
-                "never written",
-                warning=True,
-            )
-        self.state_status = status
-        return action
-
-    def _stops_state(self, here: Position, target: Position) -> bool:
-        """Whether the Job must stop: an abort always; a state failure or a walk back below phase 3
-        when the rollback strategy covers the ``state`` component."""
-        if self.halt is not None and self.halt.reason == ABORTED:
-            return True
-        walking_back = min(_phase_number(here), _phase_number(target)) < Phase.STATE_MIGRATION.number
-        if not walking_back and (self.halt is None or self.halt.reason != STATE_FAILED):
-            return False
-        strategy = self.spec.rollback
-        if strategy.strategy is RollbackStrategy.PARTIAL:
-            return RollbackComponent.STATE in (strategy.partial.components if strategy.partial else [])
-        return True
 
     # --- bookkeeping -------------------------------------------------------------------------------
 
@@ -578,7 +509,7 @@ class _Pass:
         if self.frozen:
             return record
         self.promote = None
-        before = _position(record)
+        before = phases.at(record)
         if snapshot_of is not None and to.phase != before.phase:
             self.snapshots = [*self.snapshots, self._snapshot(before)][-SNAPSHOT_LIMIT:]
         self.gate = None
@@ -647,7 +578,7 @@ class _Pass:
         write: RouteWrite | None,
         state: StateAction | None,
     ) -> Decision:
-        here = _position(record) if record else None
+        here = phases.at(record) if record else None
         update: dict[str, Any] = {
             "position": record,
             "phase": here.phase if here else None,
@@ -659,9 +590,13 @@ class _Pass:
             "controls": self.controls if (self.controls.paused_by or self.controls.consumed) else None,
             "snapshots": self.snapshots,
             "state_migration": self.state_status,
+            "analysis": self.analysis,
+            "health": autorollback.health_now(self, record),
+            "rollback": self.rollback,
         }
         current = self.current.model_copy(update=update)
-        wanted = outcome_conditions(outcome)
+        degraded = degraded_condition(self.analysis, self.halt, self.spec.analysis.failure_limit)
+        wanted = outcome_conditions(outcome, degraded)
         paused = paused_condition(self.spec, self.controls)
         report = finish(current, self.generation, self.now, self.journal, wanted, paused, self.current)
         requeue = None
@@ -669,48 +604,31 @@ class _Pass:
             requeue = max(0.0, (outcome.due - self.now).total_seconds())
         elif outcome.state == "moving":
             requeue = 0.0
-        poll = self._state_poll(record)
-        if poll is not None:
-            requeue = poll if requeue is None else min(requeue, poll)
+        for poll in (statesteps.state_poll(self, record), autorollback.analysis_poll(self, record)):
+            if poll is not None:
+                requeue = poll if requeue is None else min(requeue, poll)
         return _decision(report, f"{outcome.reason}: {outcome.message}", write, self.consume, requeue, state)
 
-    def _state_poll(self, record: PositionRecord | None) -> float | None:
-        """How soon to look at the state migration again: at once when phase 3 has not been observed
-        (just entered, or a new attempt), every few seconds while its Job may be running."""
-        in_phase = _position(record).phase is Phase.STATE_MIGRATION
-        if in_phase and self.state_seen is None and self.halt is None:
-            return 0.0
-        status = self.state_status
-        if status is not None and status.state in ("Pending", "Running") and (in_phase or status.job_name):
-            return STATE_POLL_SECONDS
-        return None
+
+def standing(status: Hal9MigrationStatus, memory: PositionRecord | None) -> PositionRecord | None:
+    """Where the route object stands: its own record when newer than status's, else status's."""
+    known = status.position
+    if memory is None:
+        return known
+    return memory if known is None or phases.taken_at(memory) > phases.taken_at(known) else known
 
 
-def observes_state(
-    spec: Hal9MigrationSpec | str, status: Hal9MigrationStatus, memory: PositionRecord | None
-) -> bool:
-    """Whether the edge must observe the state migration for this pass: phase 3 is (or was, per the
-    route object) where the migration stands, or a Job of the current attempt may still be running."""
+def analysis_due(
+    spec: Hal9MigrationSpec | str,
+    status: Hal9MigrationStatus,
+    memory: PositionRecord | None,
+    now: datetime,
+    namespace: str,
+) -> analysis.Request | None:
+    """The analysis run the edge must make before this pass, or None."""
     if isinstance(spec, str):
-        return False
-    if any(r is not None and r.phase is Phase.STATE_MIGRATION for r in (status.position, memory)):
-        return True
-    state = status.state_migration
-    return state is not None and state.job_name is not None and state.state in ("Pending", "Running")
-
-
-def _phase_number(position: Position) -> int:
-    return position.phase.number if position.phase else 0
-
-
-def _position(record: PositionRecord | None) -> Position:
-    if record is None:
-        return START
-    return Position(record.phase, record.step, record.weight, record.mirror)
-
-
-def _since(record: PositionRecord) -> datetime:
-    return parse_time(record.since) or datetime.min.replace(tzinfo=UTC)
+        return None
+    return analysis.due(spec, status.analysis, standing(status, memory), now, namespace)
 
 
 def _decision(
@@ -742,10 +660,12 @@ __all__ = [
     "RouteWrite",
     "StateAction",
     "StateObservation",
+    "analysis_due",
     "decide",
     "load_record",
     "load_status",
     "observes_state",
     "parse_spec",
     "references",
+    "standing",
 ]

@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 from . import conditions
 from .conditions import Desired
-from .models import Condition, ControlsStatus, Hal9MigrationSpec, Hal9MigrationStatus, HistoryEntry
+from .models import (
+    AnalysisStatus,
+    Condition,
+    ControlsStatus,
+    Hal9MigrationSpec,
+    Hal9MigrationStatus,
+    Halt,
+    HistoryEntry,
+)
 from .phases import Position
 
 HISTORY_LIMIT = 100
@@ -59,6 +67,10 @@ class Journal:
         )
         by = "" if actor == "operator" else f" (by {actor})"
         self.events.append(Event("Warning" if warning else "Normal", reason, message + by))
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        """An Event without a history entry: for news that repeats (an analysis verdict turning)."""
+        self.events.append(Event("Warning" if warning else "Normal", reason, message))
 
 
 @dataclass
@@ -109,11 +121,35 @@ def dump_status(status: Hal9MigrationStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def outcome_conditions(outcome: Outcome) -> list[Desired]:
+NO_ANALYSIS = Desired("Degraded", "False", "NoAnalysis", "No health analysis has run")
+
+
+def degraded_condition(analysis: AnalysisStatus | None, halt: Halt | None, failure_limit: int) -> Desired:
+    """``Degraded``: what the last analysis run says about hierarchical's health."""
+    if halt is not None and halt.spec_hash is not None:
+        return Desired("Degraded", "True", halt.reason, halt.message)
+    if analysis is None or analysis.last_run_time is None:
+        return NO_ANALYSIS
+    firing = [t for t in analysis.triggers if t.verdict == "Fail"]
+    if firing and analysis.consecutive_failures:
+        listed = "; ".join(f"{t.name} {t.reason}" for t in firing)
+        return Desired(
+            "Degraded",
+            "True",
+            "RollbackTriggerFiring",
+            f"{listed}: {analysis.consecutive_failures} of {failure_limit} runs in a row before a rollback",
+        )
+    if analysis.verdict == "Fail":
+        return Desired("Degraded", "True", "AnalysisFailing", analysis.message or "")
+    if analysis.verdict == "Inconclusive":
+        return Desired("Degraded", "Unknown", "AnalysisInconclusive", analysis.message or "")
+    return Desired("Degraded", "False", "AnalysisPassing", analysis.message or "every check passed")
+
+
+def outcome_conditions(outcome: Outcome, degraded: Desired = NO_ANALYSIS) -> list[Desired]:
     reason, message = outcome.reason, outcome.message
-    degraded = Desired("Degraded", "False", "NoAnalysis", "No health analysis has run")
     if outcome.state == "halted":
-        return stalled(reason, message)
+        return [*stalled(reason, message)[:-1], degraded]
     if outcome.state == "target":
         return [
             Desired("Ready", "True", reason, message),
@@ -141,7 +177,7 @@ def stalled(reason: str, message: str) -> list[Desired]:
         Desired("Ready", "False", reason, message),
         Desired("Reconciling", "False", reason, "Cannot proceed without a change to the spec or cluster"),
         Desired("Stalled", "True", reason, message),
-        Desired("Degraded", "False", "NoAnalysis", "No health analysis has run"),
+        NO_ANALYSIS,
     ]
 
 

@@ -13,12 +13,18 @@ The strategy says how the route object gets there:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from .clock import later
 from .models import Hal9MigrationSpec, RollbackComponent, RollbackStrategy, parse_duration
 from .phases import Position
+
+# A Gradual walk back turns Immediate when health falls this far below where it was when the walk began
+# (a margin, so the noise of one scrape does not make every Gradual rollback Immediate).
+HEALTH_FALL_MARGIN = 0.05
 
 ROLLING_BACK = "RollingBack"  # an intermediate Gradual step
 ROLLED_BACK = "RolledBack"  # the target reached by a walk back
@@ -44,8 +50,11 @@ def step_back(
     last_reason: str,
     target: Position,
     now: datetime,
+    health_falling: bool = False,
 ) -> BackStep:
-    """The next position on the way from ``current`` back to ``target`` (``target.rank`` is lower)."""
+    """The next position on the way from ``current`` back to ``target`` (``target.rank`` is lower).
+
+    ``health_falling``: Gradual goes the rest of the way at once (DESIGN §4)."""
     rollback = spec.rollback
     if rollback.strategy is RollbackStrategy.PARTIAL:
         components = set(rollback.partial.components if rollback.partial else [])
@@ -54,7 +63,7 @@ def step_back(
         )
         position = target if RollbackComponent.ROUTING in components else current
         return BackStep(position, PARTIALLY_ROLLED_BACK, held)
-    if rollback.strategy is RollbackStrategy.GRADUAL:
+    if rollback.strategy is RollbackStrategy.GRADUAL and not health_falling:
         interval = parse_duration(rollback.gradual.step_interval)
         due = later(since, interval)
         if last_reason == ROLLING_BACK and now < due:
@@ -63,3 +72,17 @@ def step_back(
         if lower > target.weight:
             return BackStep(Position(current.phase, current.step, lower, 0), ROLLING_BACK)
     return BackStep(target, ROLLED_BACK)
+
+
+def health_fell(baseline: float | None, score: float | None) -> bool:
+    """Whether the score is clearly below ``baseline`` (unknown scores never count as a fall)."""
+    return baseline is not None and score is not None and score < baseline - HEALTH_FALL_MARGIN
+
+
+def spec_hash(spec: Hal9MigrationSpec) -> str:
+    """A short fingerprint of what a spec declares, to recognise a failed spec coming back.
+
+    ``paused`` is left out: pausing the failed spec and resuming it is not a new spec."""
+    declared = spec.model_dump(by_alias=True, mode="json", exclude={"paused"})
+    text = json.dumps(declared, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,8 +1,9 @@
 """A pure stand-in for the cluster around ``plan.decide``: one route object in memory and a clock.
 
-It does what the edge does (apply the route write, keep the status, remove consumed annotations)
-without any I/O, so the phase machine can be driven through whole migrations in unit tests. The
-route object is the NoopRouter's, so the same render path as production is used.
+It does what the edge does (apply the route write, keep the status, remove consumed annotations,
+make the analysis run that is due) without any I/O, so the phase machine can be driven through whole
+migrations in unit tests. The route object is the NoopRouter's, so the same render path as production
+is used; the metrics come from the NoopProvider, the analysis package's test double.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from hal9_migration import controls, plan
+from hal9_migration import analysis, controls, plan
 from hal9_migration.statemigration.stores.base import RunReport
 from hal9_migration.staterun import JobView, StateObservation
 from hal9_migration.traffic.base import ObservedRouting
@@ -68,6 +69,8 @@ class World:
     writes: list[tuple[int, int]] = field(default_factory=list)  # (weight, mirror) after each route change
     decisions: list[plan.Decision] = field(default_factory=list)
     state: StateWorld = field(default_factory=StateWorld)
+    metrics: analysis.NoopProvider = field(default_factory=analysis.NoopProvider)
+    runs: list[analysis.Run] = field(default_factory=list)
 
     def edit(self, **changes: Any) -> None:
         """A spec change (kubectl apply / git revert): a new generation."""
@@ -85,6 +88,11 @@ class World:
         if plan.observes_state(spec, status, record):
             attempt = status.state_migration.attempt if status.state_migration else 1
             seen = self.state.observe(attempt)
+        run = None
+        request = plan.analysis_due(spec, status, record, self.now, "hal9")
+        if request is not None:
+            run = analysis.measure(self.metrics, request, self.now)
+            self.runs.append(run)
         decision = plan.decide(
             spec,
             self.generation,
@@ -95,6 +103,7 @@ class World:
             route=view,
             controls=controls.read(self.annotations),
             state=seen,
+            run=run,
         )
         if decision.state is not None:
             self.state.apply(decision.state)

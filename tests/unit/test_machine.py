@@ -94,7 +94,7 @@ def test_the_state_migration_gate_holds_and_stalls_at_the_deadline_naming_it() -
     assert world.writes[-1] == (25, 0)
 
 
-def test_configured_analysis_holds_instead_of_pretending_and_retry_restarts_the_clock() -> None:
+def test_analysis_without_data_holds_instead_of_pretending_and_retry_restarts_the_clock() -> None:
     world = World(
         spec(
             targetPhase="Canary",
@@ -106,7 +106,8 @@ def test_configured_analysis_holds_instead_of_pretending_and_retry_restarts_the_
     world.run(15)
     assert world.writes == [(0, 100)]
     assert world.condition("Reconciling") == ("True", "WaitingForGate")
-    assert "does not run yet" in world.status["gate"]["reason"]
+    assert world.status["gate"]["verdict"] == "Inconclusive"
+    assert "no series" in world.status["gate"]["reason"]
     world.run(20)
     assert world.condition("Stalled") == ("True", "ProgressDeadlineExceeded")
     world.annotations[annotation(Verb.RETRY)] = "alice"

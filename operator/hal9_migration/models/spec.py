@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from .common import DNS1035Label, DNS1123Subdomain, Duration, Model, Percent, Phase, Ratio, Steps, cel, k8s
 
@@ -238,7 +238,24 @@ class TrafficRouter(Model):
 _URL_MESSAGE = "must be an http:// or https:// URL with a host, e.g. http://prometheus.monitoring:9090"
 
 
+class BasicAuth(Model):
+    """A Secret holding a user name and a password for HTTP basic authentication."""
+
+    secret_name: DNS1123Subdomain
+    username_key: str = Field("username", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    password_key: str = Field("password", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class PrometheusProvider(Model):
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                "!has(self.bearerTokenSecretRef) || !has(self.basicAuth)",
+                "set bearerTokenSecretRef or basicAuth, not both",
+            )
+        )
+    )
+
     address: str = Field(
         max_length=2048,
         description="Base URL of the Prometheus HTTP API.",
@@ -249,18 +266,68 @@ class PrometheusProvider(Model):
             )
         ),
     )
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret key holding a bearer token sent with every query."
+    )
+    basic_auth: BasicAuth | None = None
+    ca_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret key holding the PEM CA bundle that signs an https address's certificate."
+    )
+    timeout: Duration = Field("5s", description="How long one query may take before it is Inconclusive.")
 
     @model_validator(mode="after")
     def _http_url(self) -> PrometheusProvider:
         parts = urlsplit(self.address)
         if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", self.address):
             raise ValueError(_URL_MESSAGE)
+        if self.bearer_token_secret_ref is not None and self.basic_auth is not None:
+            raise ValueError("set bearerTokenSecretRef or basicAuth, not both")
         return self
 
 
 class Inconclusive(StrEnum):
     PAUSE = "Pause"
     FAIL = "Fail"
+
+
+# The variables a query may use, filled in by ``analysis.signals.render``.
+QUERY_VARIABLES = (
+    "namespace",
+    "flatService",
+    "hierarchicalService",
+    "flatDeployment",
+    "hierarchicalDeployment",
+    "window",
+)
+_VARIABLE = re.compile(r"\{\{ *([^}]*?) *\}\}")
+# The CEL rule below, in Python: every "{{" opens a known variable.
+_QUERY_TEXT = "^([^{]|[{][^{]|[{][{][ ]*(" + "|".join(QUERY_VARIABLES) + ")[ ]*[}][}])*[{]?$"
+
+
+def _known_variables(query: str) -> str:
+    if re.match(_QUERY_TEXT, query):
+        return query
+    unknown = sorted({v for v in _VARIABLE.findall(query) if v not in QUERY_VARIABLES})
+    what = f"unknown query variable {', '.join(unknown)}" if unknown else "a {{ that opens no variable"
+    raise ValueError(f"{what}; known: {', '.join(QUERY_VARIABLES)}")
+
+
+Query = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=4096,
+        json_schema_extra=k8s(
+            cel(
+                # One linear regex (findAll() over 4096 characters is over the CEL cost budget): every
+                # "{{" must open a known variable.
+                f"self.matches(r'{_QUERY_TEXT}')",
+                "unknown query variable; known: " + ", ".join(QUERY_VARIABLES),
+            )
+        ),
+    ),
+    AfterValidator(_known_variables),
+]
 
 
 class MetricCheck(Model):
@@ -274,7 +341,7 @@ class MetricCheck(Model):
     )
 
     name: DNS1123Subdomain
-    query: str = Field(min_length=1, max_length=4096)
+    query: Query
     min: float | None = None
     max: float | None = None
 
@@ -287,9 +354,51 @@ class MetricCheck(Model):
         return self
 
 
+class SignalQueries(Model):
+    """PromQL replacing a default signal query (``analysis/signals.py`` has the defaults), for clusters
+    whose metric names or labels differ. The same ``{{ variables }}`` as in ``metrics`` apply."""
+
+    error_rate: Query | None = Field(None, description="Hierarchical error rate, 0..1.")
+    p99_ms: Query | None = Field(None, alias="p99Ms", description="Hierarchical p99 latency in ms.")
+    flat_p99_ms: Query | None = Field(None, alias="flatP99Ms", description="Flat p99 latency in ms.")
+    cpu_percent: Query | None = Field(None, description="Hierarchical CPU use, percent of its limit.")
+    memory_percent: Query | None = Field(None, description="Hierarchical memory use, percent of its limit.")
+
+
+# The names of HAL9's own checks in status.analysis; a user's check may not take one.
+RESERVED_CHECK_NAMES = (
+    "error-rate",
+    "p99-ms",
+    "flat-p99-ms",
+    "cpu-percent",
+    "memory-percent",
+    "latency-ratio",
+    "health-score",
+    "output-parity",
+)
+
+
 class Analysis(Model):
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            cel(
+                "!has(self.metrics) || self.metrics.all(m, !(m.name in "
+                + str(list(RESERVED_CHECK_NAMES))
+                + "))",
+                "analysis.metrics: these names belong to the built-in checks: "
+                + ", ".join(RESERVED_CHECK_NAMES),
+            )
+        )
+    )
+
     prometheus: PrometheusProvider | None = None
     interval: Duration = Field("1m", description="Time between analysis runs.")
+    window: Duration | None = Field(
+        None,
+        description="Range of the rate() windows in the default queries ({{ window }}); the interval if "
+        "unset. Cover at least four scrapes.",
+    )
+    queries: SignalQueries = Field(default_factory=SignalQueries, json_schema_extra={"default": {}})
     failure_limit: StrictInt = Field(
         3, ge=1, le=100, description="Consecutive failed runs before rolling back."
     )
@@ -305,6 +414,12 @@ class Analysis(Model):
     @model_validator(mode="after")
     def _unique_metric_names(self) -> Analysis:
         _require_unique([m.name for m in self.metrics], "analysis.metrics")
+        taken = [m.name for m in self.metrics if m.name in RESERVED_CHECK_NAMES]
+        if taken:
+            raise ValueError(
+                f"analysis.metrics: {', '.join(taken)} belongs to the built-in checks "
+                f"({', '.join(RESERVED_CHECK_NAMES)}); choose another name"
+            )
         return self
 
 

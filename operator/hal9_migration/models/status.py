@@ -22,18 +22,34 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(None, ge=0)
 
 
+Verdict = Literal["Pass", "Fail", "Inconclusive"]
+
+
 class CheckResult(StatusModel):
+    """One check of an analysis run: the query as sent, what it returned, and what that means."""
+
     name: str
     query: str = ""
     value: float | None = None
-    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    verdict: Verdict
     reason: str = ""
 
 
 class AnalysisStatus(StatusModel):
+    """The last analysis run: gate checks (they hold a step) and rollback triggers (they revert)."""
+
     last_run_time: str | None = None
+    at: str | None = Field(None, description="The position the last run measured.")
+    step_since: str | None = Field(None, description="When that position was taken (the run's step).")
+    verdict: Verdict | None = Field(None, description="The gate checks together.")
+    message: str | None = None
     checks: list[CheckResult] = Field(default_factory=list)
-    consecutive_failures: int = 0
+    triggers: list[CheckResult] = Field(
+        default_factory=list, description="Rollback triggers: Fail means firing."
+    )
+    consecutive_failures: int = Field(0, description="Runs in a row with a trigger firing.")
+    passing_since: str | None = Field(None, description="Since when every run of this step passed.")
+    notes: list[str] = Field(default_factory=list)
 
 
 class FailedRowStatus(StatusModel):
@@ -64,7 +80,35 @@ class StateMigrationStatus(StatusModel):
 
 
 class HealthStatus(StatusModel):
+    """The health score of DESIGN §2 and its inputs; an input that was not measured is absent."""
+
     score: float | None = Field(None, ge=0, le=1)
+    error_rate: float | None = None
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    parity: float | None = None
+    reason: str | None = Field(None, description="What was not measured, and what that means for the score.")
+    baseline: float | None = Field(
+        None, description="The score when the current walk back began (Gradual turns Immediate below it)."
+    )
+
+
+class RollbackStatus(StatusModel):
+    """The last automatic rollback: why, to where, and the spec that failed (held off until it changes
+    or a retry)."""
+
+    time: str
+    reason: str
+    message: str = ""
+    failed_spec_hash: str
+    failed_generation: int
+    to_phase: Phase | None = None
+    to_step: int = 0
+    to_weight: int = 0
+    to_mirror: int = 0
+    strategy: str = ""
+    escalated: bool = Field(False, description="A Gradual walk turned Immediate as health kept falling.")
+    retried_by: str | None = Field(None, description="Who allowed the failed spec again with retry.")
 
 
 class Snapshot(StatusModel):
@@ -115,7 +159,7 @@ class GateStatus(StatusModel):
     """The gate the current step waits on, and since when."""
 
     name: str
-    verdict: Literal["Pass", "Fail", "Inconclusive"]
+    verdict: Verdict
     reason: str = ""
     since: str
 
@@ -127,6 +171,9 @@ class Halt(StatusModel):
     message: str = ""
     generation: int
     time: str
+    spec_hash: str | None = Field(
+        None, description="RolledBack: the failed spec; only a spec with another hash ends the stop."
+    )
 
 
 class ControlsStatus(StatusModel):
@@ -157,5 +204,6 @@ class Hal9MigrationStatus(StatusModel):
     analysis: AnalysisStatus | None = None
     state_migration: StateMigrationStatus | None = None
     health: HealthStatus | None = None
+    rollback: RollbackStatus | None = None
     snapshots: list[Snapshot] = Field(default_factory=list, max_length=20)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=100)
