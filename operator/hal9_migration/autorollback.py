@@ -127,12 +127,16 @@ def roll_back(p: Fields, record: PositionRecord, evaluation: analysis.Evaluation
         return  # nothing users see rides on hierarchical, or a person decides (Degraded says so)
     if p.halt is not None and p.halt.reason in (ABORTED, STATE_FAILED):
         return  # already going back to all-flat
+    rolling_back = p.halt is not None and p.halt.reason == AUTO_ROLLED_BACK and p.rollback is not None
+    if rolling_back and p.rollback is not None and here.rank > safe(p.rollback).rank:
+        return  # still walking back to the safe position: one rollback at a time
+    # (At the safe position and still failing with users' traffic on it: back to an older snapshot.)
     firing = [t for t in evaluation.triggers if t.verdict != "Pass"]
     why = "; ".join(f"{t.name} {t.reason}" for t in firing)
-    safe = safe_position(p, here)
+    to = safe_position(p, here)
     runs = p.spec.analysis.failure_limit
     message = (
-        f"Rolled back from {here.label()} to {safe.label()}: {why} for {runs} analysis run(s) in a row; "
+        f"Rolled back from {here.label()} to {to.label()}: {why} for {runs} analysis run(s) in a row; "
         f"the failed spec (hash {p.spec_hash}) is held off until the spec changes or a retry"
     )
     p.rollback = RollbackStatus(
@@ -141,10 +145,10 @@ def roll_back(p: Fields, record: PositionRecord, evaluation: analysis.Evaluation
         message=message,
         failed_spec_hash=p.spec_hash,
         failed_generation=p.generation,
-        to_phase=safe.phase,
-        to_step=safe.step,
-        to_weight=safe.weight,
-        to_mirror=safe.mirror,
+        to_phase=to.phase,
+        to_step=to.step,
+        to_weight=to.weight,
+        to_mirror=to.mirror,
         strategy=p.spec.rollback.strategy.value,
     )
     p.halt = Halt(

@@ -302,3 +302,34 @@ def test_a_verdict_change_is_one_event_not_one_per_run() -> None:
         "error-rate = 0.004: Fail (0.004 >= 0.001 (phases.canary.maxErrorRate)), was Pass"
         in turned[0].message
     )
+
+
+def test_one_rollback_at_a_time_while_a_gradual_walk_is_under_way() -> None:
+    gradual = {"strategy": "Gradual", "gradual": {"stepPercent": 5, "stepInterval": "3s"}}
+    world = world_with(healthy(), rollback=gradual)
+    at_weight(world, 25)
+    world.metrics.values[ERRORS] = 0.3  # still failing during the whole walk (15 s)
+    at_weight(world, 0, limit=60)
+    assert world.writes[-6:] == [(25, 0), (20, 0), (15, 0), (10, 0), (5, 0), (0, 100)]
+    assert reasons(world).count("AutomaticRollback") == 1
+
+
+def test_still_failing_at_a_safe_position_with_traffic_rolls_back_to_an_older_snapshot() -> None:
+    state = {
+        "image": "hal9-migration-operator:0.1.0",
+        "source": {"urlSecretRef": {"name": "a", "key": "url"}},
+        "target": {"urlSecretRef": {"name": "b", "key": "url"}},
+    }
+    world = world_with(healthy(), targetPhase="Full", stateMigration=state)
+    for _ in range(600):  # up to Full, promoting past phase 3
+        if world.route.weight == 100:
+            break
+        if world.status.get("phase") == "StateMigration":
+            world.annotations[annotation(Verb.PROMOTE)] = f"p{len(world.decisions)}"
+        world.step(0.5)
+    assert world.route.weight == 100
+    world.metrics.values[ERRORS] = 0.3
+    at_weight(world, 90, limit=20)  # the snapshot before Full: RampUp 90
+    at_weight(world, 25, limit=20)  # still failing there: the one before RampUp (StateMigration, 25)
+    assert reasons(world).count("AutomaticRollback") == 2
+    assert world.status["rollback"]["toPhase"] == "StateMigration"
