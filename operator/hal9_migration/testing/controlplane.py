@@ -41,9 +41,13 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 # Controllers the project relies on: Jobs for state migration, garbage collection of owned objects,
-# namespace deletion in tests, ServiceAccount tokens for the operator's own RBAC tests.
+# namespace deletion in tests, ServiceAccount tokens for the operator's own RBAC tests, Deployments and
+# their ReplicaSets for the HAL9 stand-ins (a `kubectl set env` rollout really replaces the pod). Not the
+# EndpointSlice controller: the node agent writes FQDN slices itself (loopback IPv4 ones are refused).
 CONTROLLERS = (
     "job-controller",
+    "deployment-controller",
+    "replicaset-controller",
     "garbage-collector-controller",
     "namespace-controller",
     "serviceaccount-controller",

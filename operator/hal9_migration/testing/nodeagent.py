@@ -16,7 +16,9 @@ collector do the rest:
 No image is pulled: the command runs from the project's environment (the venv's ``bin`` first on
 PATH), so ``hal9-migration migrate-state`` is the code under test. Not supported (and not needed
 here): init containers, probes, volumes, resource limits, securityContext users. Logs and pid files:
-``<workdir>/pods/<namespace>/<pod>/<container>.{log,pid}``.
+``<workdir>/pods/<namespace>/<pod>/<container>.{log,pid}``. It also keeps the FQDN EndpointSlices of
+Services annotated ``hal9.ai/endpoints-selector`` (``endpointslices.py``): the API server refuses
+loopback pod IPs in the IPv4 slices Kubernetes' own controller would write.
 
 Started by ``ControlPlane.start()`` as ``python -m hal9_migration.testing.nodeagent``.
 """
@@ -46,6 +48,7 @@ from kubernetes.client.exceptions import ApiException
 from . import kubelet_env as kenv
 from . import kubelet_status as kst
 from . import podprocess
+from .endpointslices import EndpointSliceController
 from .nodeapi import HOST_IP, NODE_NAME, Api, IpPool, node_object
 
 log = logging.getLogger("hal9.nodeagent")
@@ -147,6 +150,9 @@ class NodeAgent:
         ready = self.workdir / "ready"
         ready.unlink(missing_ok=True)
         self.api.register_node(self.node)
+        # Plays the EndpointSlice controller for selector-less Services of loopback pods (threads of its
+        # own; it shares nothing with the agent but the pods it reads through the API).
+        EndpointSliceController(self.kubeconfig).start()
         # The watch gets its own thread and connection; it only posts events.
         threading.Thread(
             target=Api(self.kubeconfig).list_and_watch_pods,

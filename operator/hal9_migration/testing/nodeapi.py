@@ -143,17 +143,19 @@ class Api:
         self,
         on_list: Callable[[list[dict[str, Any]]], None],
         on_event: Callable[[str, dict[str, Any]], None],
+        method: str = "list_pod_for_all_namespaces",
     ) -> None:
         """Forever (in its own thread): list all pods, then watch from the list's resourceVersion;
         on 410 Gone (the version expired) or any error, list again. A re-list, not tight polling,
-        is how informers recover too; ``on_list`` lets the caller notice deletions it missed."""
+        is how informers recover too; ``on_list`` lets the caller notice deletions it missed.
+        ``method``: another CoreV1Api all-namespaces list (``endpointslices.py`` watches Services)."""
         while True:
             try:
-                listing = self.call("list_pod_for_all_namespaces")
+                listing = self.call(method)
                 on_list(listing.get("items") or [])
                 version = str(listing["metadata"]["resourceVersion"])
                 while True:
-                    version = self.watch_pods(version, on_event)
+                    version = self.watch_pods(version, on_event, method)
             except ApiException as error:
                 if error.status != 410:
                     log.warning("pod watch failed (%s %s); listing again", error.status, error.reason)
@@ -162,11 +164,16 @@ class Api:
                 log.warning("pod watch failed (%s); listing again", error)
                 time.sleep(1)
 
-    def watch_pods(self, version: str, emit: Callable[[str, dict[str, Any]], None]) -> str:
-        """One watch of all pods from ``version``; returns the version to resume from. An expired
-        version raises ApiException(410): the caller lists again."""
+    def watch_pods(
+        self,
+        version: str,
+        emit: Callable[[str, dict[str, Any]], None],
+        method: str = "list_pod_for_all_namespaces",
+    ) -> str:
+        """One watch of all pods (or what ``method`` lists) from ``version``; returns the version to
+        resume from. An expired version raises ApiException(410): the caller lists again."""
         # Raw: the urllib3 response, read line by line as events arrive.
-        response: Any = self.core.list_pod_for_all_namespaces(
+        response: Any = getattr(self.core, method)(
             watch=True,
             resource_version=version,
             allow_watch_bookmarks=True,
