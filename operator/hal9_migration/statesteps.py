@@ -145,6 +145,8 @@ def state_poll(p: Fields, record: PositionRecord | None) -> float | None:
     if status is not None and status.state in ("Pending", "Running") and (in_phase or status.job_name):
         return STATE_POLL_SECONDS
     return None
+
+
 def observes_state(
     spec: Hal9MigrationSpec | str, status: Hal9MigrationStatus, memory: PositionRecord | None
 ) -> bool:
@@ -156,5 +158,3 @@ def observes_state(
         return True
     state = status.state_migration
     return state is not None and state.job_name is not None and state.state in ("Pending", "Running")
-
-
