@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit integration e2e lint crd controlplane kstatus envoygateway venv clean bench-state bench-operator bench-rollback
 
-demo: venv controlplane
+demo: venv controlplane envoygateway
 	bash hack/demo.sh
 
 test: venv controlplane kstatus envoygateway lint

@@ -16,18 +16,15 @@ process's own GET + replace) to its watch event, the floor of any route change.
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from tests.integration.conftest import OperatorProcess, _connect
-from tests.support.scenario import FAILURE_LIMIT, INTERVAL_SECONDS, LATENCY_RATIO, Scenario
+from tests.support.scenario import FAILURE_LIMIT, INTERVAL_SECONDS, LATENCY_RATIO, Scenario, build_route
 from tests.support.traffic import Standins, answering_endpoint, apply
 
 from hal9_migration.controls import Verb, annotation
@@ -46,18 +43,13 @@ PHASES = {
 
 
 def first_failing_scrape(prometheus: Prometheus, namespace: str, after: float) -> float:
-    """The timestamp of the first scrape after ``after`` in which hierarchical's error counter rose."""
-    series = f'hal9_errors_total{{namespace="{namespace}",system="hierarchical"}}[2m]'
-    body: Any = prometheus._get(f"/api/v1/query?query={series}")  # raw samples with their timestamps
-    samples = sorted((float(t), float(v)) for result in body["data"]["result"] for t, v in result["values"])
-    for (t0, v0), (t1, v1) in itertools.pairwise(samples):
-        if t1 > after and (v1 > v0 or (t0 <= after and v1 > 0 and v0 == 0)):
-            return t1
-    # A new pod's counter starts at its first scrape: its first sample with errors counts.
-    for t, v in samples:
-        if t > after and v > 0:
-            return t
-    raise AssertionError(f"no failing scrape after {after}: {samples[-5:]}")
+    """The timestamp of the first scrape after ``after`` in which hierarchical's error counter was
+    above zero (the errors-on rollout starts a new pod, whose counter starts at 0)."""
+    selector = f'hal9_errors_total{{namespace="{namespace}",system="hierarchical"}}'
+    for at, value in prometheus.scrapes(selector, 120):
+        if at > after and value > 0:
+            return at
+    raise AssertionError(f"no failing scrape after {after}")
 
 
 def route_write_baseline(scenario: Scenario, rounds: int = 20) -> list[float]:
@@ -69,11 +61,18 @@ def route_write_baseline(scenario: Scenario, rounds: int = 20) -> list[float]:
     where = ("gateway.networking.k8s.io", "v1", scenario.namespace, "httproutes", "baseline")
     out = []
     for i in range(rounds):
-        start = time.time()
-        obj = api.get_namespaced_custom_object(*where)
-        obj["spec"]["rules"][0]["backendRefs"][1]["weight"] = 10 + i % 2
-        api.replace_namespaced_custom_object(*where, obj)
-        out.append(time.time() - start)
+        while True:  # Envoy Gateway writes the route's status too: retry on fresh data, as a controller does
+            start = time.time()
+            obj = api.get_namespaced_custom_object(*where)
+            obj["spec"]["rules"][0]["backendRefs"][1]["weight"] = 10 + i % 2
+            try:
+                api.replace_namespaced_custom_object(*where, obj)
+            except kubernetes.client.exceptions.ApiException as error:
+                if error.status == 409:
+                    continue
+                raise
+            out.append(time.time() - start)
+            break
     return out
 
 
@@ -102,6 +101,10 @@ def main() -> int:
             scenario = Scenario(cluster, namespace, dataplane, prometheus, standins, operator)
             try:
                 scenario.start({"strategy": "Immediate"}, PHASES)
+                baseline = build_route(namespace, dataplane.parent_ref())
+                baseline["metadata"]["name"] = "baseline"
+                scenario.apply(baseline)
+                floor = route_write_baseline(scenario)
                 times = []
                 for round_ in range(ROUNDS):
                     scenario.wait_weight(10, timeout=120)
@@ -125,14 +128,6 @@ def main() -> int:
                         f"{annotation(Verb.RETRY)}=bench-{round_}",
                         "--overwrite",
                     )
-                baseline_route = dict(
-                    json.loads(
-                        cluster.kubectl("get", "httproute", "hal9", "-n", namespace, "-o", "json").stdout
-                    )
-                )
-                baseline_route["metadata"] = {"name": "baseline", "namespace": namespace}
-                scenario.apply(baseline_route)
-                floor = route_write_baseline(scenario)
             finally:
                 scenario.stop()
                 operator.stop()

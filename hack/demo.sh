@@ -12,8 +12,8 @@ if [ -z "${HAL9_DEMO_INSIDE:-}" ]; then
 fi
 DEMO_DIR="$PWD/.demo"
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR"
-operator=""
-trap '[ -n "$operator" ] && kill $operator 2>/dev/null; true' EXIT
+operator="" stack="" load=""
+trap 'for p in $load $operator $stack; do kill $p 2>/dev/null; done; wait 2>/dev/null; true' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 watch_for() { printf '$ kubectl get h9m -n hal9 -w   (for %ss)\n' "$1"; timeout "$1" kubectl get h9m -n hal9 -w || true; }
@@ -34,8 +34,9 @@ show kubectl apply --server-side -f crds/
 kubectl create -f tests/fixtures/third-party-crds/ >/dev/null
 show kubectl wait --for=condition=Established crd --all --timeout=60s
 
-step "HAL9's flat and hierarchical systems, and their route objects (all traffic on flat)"
-show kubectl apply -f e2e/samples/hal9-workloads.yaml -f e2e/samples/hal9-routes.yaml
+step "HAL9's flat and hierarchical systems (stand-ins that really answer, run as pods by the node agent), and their route objects (all traffic on flat)"
+show kubectl apply -f e2e/samples/hal9-standins.yaml -f e2e/samples/hal9-routes.yaml
+show kubectl rollout status -n hal9 deployment/hal9-flat deployment/hal9-hierarchical --timeout=90s
 weights
 
 step "A migration that no operator has seen yet reads as in progress (kstatus: not Current)"
@@ -89,6 +90,50 @@ show kubectl get jobs,pods -n hal9 -l app.kubernetes.io/component=state-migratio
 show kubectl get h9m -n hal9 all-five-phases -o jsonpath='{.status.stateMigration}{"\n"}'
 show kubectl get h9m -n hal9 all-five-phases \
   -o jsonpath='{range .status.history[*]}{.reason}{"  "}{.to}{" "}{.weight}{"%  "}{.message}{"\n"}{end}'
+
+step "Real traffic: Envoy Gateway + a real Envoy in front of the stand-ins, Prometheus scraping them"
+python -m hal9_migration.testing.trafficstack "$DEMO_DIR/traffic" --namespace hal9 \
+  --listener-port 18080 --prometheus-port 19090 >"$DEMO_DIR/traffic.log" 2>&1 &
+stack=$!
+for _ in $(seq 1 240); do [ -f "$DEMO_DIR/traffic/ready" ] && break; kill -0 $stack 2>/dev/null || break; sleep 0.5; done
+[ -f "$DEMO_DIR/traffic/ready" ] || { cat "$DEMO_DIR/traffic.log"; exit 1; }
+cat "$DEMO_DIR/traffic/ready"
+show kubectl apply -f e2e/samples/on-real-traffic.yaml
+printf '$ python -m hal9_migration.testing.loadgen http://127.0.0.1:18080/process --rate 40 --duration 600 &\n'
+python -m hal9_migration.testing.loadgen http://127.0.0.1:18080/process --rate 40 --duration 600 \
+  >"$DEMO_DIR/load.json" 2>&1 &
+load=$!
+printf '$ kubectl get h9m -n hal9 on-real-traffic -w   (until Ready: every step passes on Prometheus queries)\n'
+kubectl get h9m -n hal9 on-real-traffic -w &
+watcher=$!
+kubectl wait -n hal9 --for=condition=Ready h9m/on-real-traffic --timeout=180s >/dev/null
+kill "$watcher" 2>/dev/null || true
+analysis() {
+  kubectl get h9m -n hal9 on-real-traffic -o jsonpath='{range .status.analysis.checks[*]}  check   {.name}: {.verdict}  {.reason}{"\n"}{end}{range .status.analysis.triggers[*]}  trigger {.name}: {.verdict}  {.reason}{"\n"}{end}  health: {.status.health}{"\n"}'
+}
+printf '$ kubectl get h9m -n hal9 on-real-traffic -o jsonpath=<status.analysis, status.health>\n'
+analysis
+
+step "One command makes hierarchical fail; the analysis fails and the operator rolls back by itself"
+show kubectl set env -n hal9 deployment/hal9-hierarchical HAL9_ERROR_RATE=0.3
+printf '$ kubectl get h9m -n hal9 on-real-traffic -w   (until Stalled: rolled back, Gradual 10 %% every 2 s)\n'
+kubectl get h9m -n hal9 on-real-traffic -w &
+watcher=$!
+kubectl wait -n hal9 --for=condition=Stalled h9m/on-real-traffic --timeout=120s >/dev/null
+kubectl wait -n hal9 --for=jsonpath='{.status.weight}'=0 h9m/on-real-traffic --timeout=60s >/dev/null
+kill "$watcher" 2>/dev/null || true
+analysis
+show kubectl get h9m -n hal9 on-real-traffic -o jsonpath='{.status.rollback}{"\n"}'
+show kubectl get h9m -n hal9 on-real-traffic \
+  -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+
+step "Git re-applies the failed spec (as Argo CD self-heal would): the operator holds at the safe weight"
+show kubectl apply -f e2e/samples/on-real-traffic.yaml
+sleep 4
+show kubectl get httproute -n hal9 hal9-live -o jsonpath='{.spec.rules[?(@.name=="primary")].backendRefs[*].weight}{"\n"}'
+show kubectl get h9m -n hal9 on-real-traffic -o jsonpath='{.status.conditions[?(@.type=="Stalled")].message}{"\n"}'
+kill "$load" 2>/dev/null || true
+load=""
 
 step "Events"
 show kubectl get events -n hal9 --field-selector involvedObject.kind=Hal9Migration \

@@ -52,6 +52,17 @@ class Fields(Protocol):
     rollback: RollbackStatus | None
 
 
+def _held_off(p: Fields, message: str) -> Halt:
+    """The stop that holds the failed spec off: only a spec with another hash (or retry) ends it."""
+    return Halt(
+        reason=AUTO_ROLLED_BACK,
+        message=message,
+        generation=p.generation,
+        time=conditions.timestamp(p.now),
+        spec_hash=p.spec_hash,
+    )
+
+
 def safe(last: RollbackStatus) -> Position:
     """Where the last automatic rollback went."""
     return Position(last.to_phase, last.to_step, last.to_weight, last.to_mirror)
@@ -92,13 +103,7 @@ def hold_failed_spec(p: Fields) -> None:
         f"The spec that was rolled back at {last.time} (hash {last.failed_spec_hash}) is declared again: "
         f"holding at {safe(last).label()}; change the spec or retry to go on"
     )
-    p.halt = Halt(
-        reason=AUTO_ROLLED_BACK,
-        message=message,
-        generation=p.generation,
-        time=conditions.timestamp(p.now),
-        spec_hash=p.spec_hash,
-    )
+    p.halt = _held_off(p, message)
     p.journal.record(FAILED_SPEC_REAPPLIED, message, warning=True)
 
 
@@ -151,13 +156,7 @@ def roll_back(p: Fields, record: PositionRecord, evaluation: analysis.Evaluation
         to_mirror=to.mirror,
         strategy=p.spec.rollback.strategy.value,
     )
-    p.halt = Halt(
-        reason=AUTO_ROLLED_BACK,
-        message=message,
-        generation=p.generation,
-        time=conditions.timestamp(p.now),
-        spec_hash=p.spec_hash,
-    )
+    p.halt = _held_off(p, message)
     if p.analysis is not None:
         p.analysis = p.analysis.model_copy(update={"consecutive_failures": 0})
     if p.health is not None:

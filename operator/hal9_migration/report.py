@@ -108,11 +108,12 @@ def finish(
             update={"observed_generation": generation, "conditions": new_conditions, "history": history}
         )
     )
-    announced = {e.reason for e in journal.events}
+    # A condition's new state is not announced again when this pass's entries said it already.
+    announced = {e.reason for e in journal.events} | {e.message for e in journal.events}
     events = list(journal.events)
     for condition in conditions.transitions(before.conditions, new_conditions):
         event = event_for(condition)
-        if event is not None and event.reason not in announced:
+        if event is not None and event.reason not in announced and event.message not in announced:
             events.append(event)
     return Report(status=status, changed=status != dump_status(before), events=events)
 

@@ -54,7 +54,19 @@ def test_a_healthy_migration_walks_on_real_metrics_and_envoy_splits_as_the_route
     scenario: Scenario,
 ) -> None:
     scenario.start(IMMEDIATE)
-    scenario.wait_ready()
+    runs: dict[str, dict[str, Any]] = {}  # every analysis run seen in status, by its time
+
+    def ready() -> bool:
+        status = scenario.migration().get("status", {})
+        if status.get("analysis", {}).get("lastRunTime"):
+            runs[status["analysis"]["lastRunTime"]] = status["analysis"]
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+    wait_until(ready, 120, "Ready")
+    measured = [a for a in runs.values() if all(c.get("value") is not None for c in a["checks"])]
+    # A run every 2 s over the ~12 s walk, each with real values for every check.
+    assert len(measured) >= 4, runs
+    assert {a["at"].split(" step")[0] for a in measured} == {"Shadow", "Canary"}
     assert scenario.watch is not None
     assert [(v.hierarchical, v.mirrored) for v in scenario.watch.versions] == [
         (0, False),  # as applied

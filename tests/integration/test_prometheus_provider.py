@@ -5,10 +5,16 @@ readable reason it has none (no series, NaN, a rejected query, several series, a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from hal9_migration import analysis, analysiswatch, kube
 from hal9_migration.analysis.prometheus import PrometheusProvider
-from hal9_migration.testing.prometheus import Prometheus
-from tests.integration.conftest import wait_until
+from hal9_migration.models import Hal9MigrationSpec
+from hal9_migration.testing.prometheus import Prometheus, WebSecurity
+from tests.integration.conftest import Cluster, wait_until
+from tests.support.manifests import load_sample
 from tests.support.traffic import (  # noqa: F401 - fixtures
     Standins,
     http,
@@ -61,3 +67,67 @@ def test_a_stopped_server_is_unreachable_and_answers_again_when_back(
     assert down.reason.startswith(f"Prometheus at {prometheus.url} is unreachable: ")
     prometheus.start()
     wait_until(lambda: provider.query(up).value == 2, 60, "Prometheus to answer again")
+
+
+def test_basic_auth_and_a_private_ca_read_from_secrets(
+    cluster: Cluster, namespace: str, standins: Standins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a Prometheus serving HTTPS with a throwaway CA and checking a basic-auth user: the
+    operator's edge reads the credentials and the CA from Secrets, and the provider gets an answer;
+    a wrong password or a missing CA is a readable, unreachable-kind reason with no secret in it."""
+    web = WebSecurity.create(tmp_path / "tls", "analysis", "s3cret-pass")
+    secured = Prometheus(
+        tmp_path / "prometheus", Path(cluster.env["KUBECONFIG"]), namespaces=[namespace], web=web
+    )
+    secured.start()
+    try:
+        wait_scraped(secured, namespace, pods=2)
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "prom-auth",
+            "-n",
+            namespace,
+            "--from-literal=username=analysis",
+            "--from-literal=password=s3cret-pass",
+            f"--from-file=ca.crt={web.ca}",
+        )
+        spec = Hal9MigrationSpec.model_validate(
+            {
+                **load_sample("flat-to-hierarchical")["spec"],
+                "analysis": {
+                    "prometheus": {
+                        "address": secured.url,
+                        "basicAuth": {"secretName": "prom-auth"},
+                        "caSecretRef": {"name": "prom-auth", "key": "ca.crt"},
+                    }
+                },
+            }
+        )
+        monkeypatch.setenv("KUBECONFIG", cluster.env["KUBECONFIG"])
+        kube.load_config()
+        up = f'count(up{{namespace="{namespace}"}} == 1)'
+        provider = analysis.provider_for(spec, analysiswatch.credentials(namespace, spec))
+        assert provider.query(up).value == 2
+
+        wrong = analysis.Credentials(username="analysis", password="wrong", ca_pem=web.ca.read_text())
+        refused = analysis.provider_for(spec, wrong).query(up)
+        assert refused.reason == f"Prometheus at {secured.url} refused the credentials (HTTP 401)"
+        untrusted = analysis.provider_for(
+            spec, analysis.Credentials(username="analysis", password="s3cret-pass")
+        )
+        failed = untrusted.query(up)
+        assert failed.unreachable and "CERTIFICATE_VERIFY_FAILED" in failed.reason
+        missing = spec.model_copy(deep=True)
+        assert missing.analysis.prometheus is not None and missing.analysis.prometheus.basic_auth is not None
+        missing.analysis.prometheus.basic_auth.secret_name = "prom-nowhere"
+        gone = analysis.provider_for(missing, analysiswatch.credentials(namespace, missing)).query(up)
+        assert gone.reason == (
+            f"Prometheus at {secured.url}: Secret {namespace}/prom-nowhere not found; "
+            f"Secret {namespace}/prom-nowhere not found"
+        )
+        for sample in (refused, failed, gone):
+            assert "s3cret" not in sample.reason
+    finally:
+        secured.stop()

@@ -6,11 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from hal9_migration.inputs import describe
 from hal9_migration.models import Hal9MigrationSpec, Phase, StringMatch, parse_duration, traffic_split_range
-from tests.support.manifests import InvalidCase, invalid_cases, load_sample, valid_cases
+from tests.support.manifests import SAMPLES, InvalidCase, invalid_cases, load_sample, valid_cases
 
 MINIMAL = {
     "flat": {"service": "hal9-flat", "deployment": "hal9-flat"},
@@ -123,3 +124,15 @@ def test_an_invalid_regex_makes_the_whole_spec_invalid() -> None:
     assert describe(refused.value).startswith(
         "spec.targeting.0.match.headers.x-hal9-user-group: regex must be a valid RE2 regular expression"
     )
+
+
+def test_every_sample_migration_is_valid() -> None:
+    found = [
+        (path.name, doc)
+        for path in sorted(SAMPLES.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "Hal9Migration"
+    ]
+    assert len(found) >= 6
+    for _, doc in found:
+        Hal9MigrationSpec.model_validate(doc["spec"])

@@ -33,7 +33,10 @@ class PrometheusProvider:
 
     @property
     def name(self) -> str:
-        return f"Prometheus at {self.address}"
+        """For messages: the address without any user:password@ in it (messages reach status)."""
+        parts = urllib.parse.urlsplit(self.address)
+        host = parts.netloc.rpartition("@")[2]
+        return f"Prometheus at {urllib.parse.urlunsplit(parts._replace(netloc=host))}"
 
     def query(self, query: str) -> Sample:
         if self.credentials.problem:

@@ -26,10 +26,12 @@ from the test's main thread (a fixture), so a killed test run leaves no Promethe
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -184,6 +186,73 @@ class PodDiscovery:
 
 
 @dataclass(frozen=True)
+class WebSecurity:
+    """HTTPS with a certificate of a throwaway CA, and one basic-auth user, as a production Prometheus
+    behind its web config has them (the analysis provider's authentication is tested against this)."""
+
+    username: str
+    password: str
+    ca: Path  # PEM: what a client trusts
+    cert: Path
+    key: Path
+
+    @classmethod
+    def create(cls, directory: Path, username: str, password: str) -> WebSecurity:
+        """A new CA and a server certificate for 127.0.0.1, made with openssl in ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        ca, ca_key = directory / "ca.crt", directory / "ca.key"
+        cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
+        san = directory / "san.cnf"
+        san.write_text("subjectAltName=IP:127.0.0.1\n")
+        for argv in (
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                ca_key,
+                "-out",
+                ca,
+                "-days",
+                "1",
+                "-subj",
+                "/CN=hal9-test-ca",
+            ],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+            [
+                "x509",
+                "-req",
+                "-in",
+                csr,
+                "-CA",
+                ca,
+                "-CAkey",
+                ca_key,
+                "-CAcreateserial",
+                "-out",
+                cert,
+                "-days",
+                "1",
+                "-extfile",
+                san,
+            ],
+        ):
+            subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+        return cls(username, password, ca, cert, key)
+
+    def web_config(self) -> dict[str, Any]:
+        import bcrypt  # a dev dependency: only the harness hashes passwords
+
+        hashed = bcrypt.hashpw(self.password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        return {
+            "tls_server_config": {"cert_file": str(self.cert), "key_file": str(self.key)},
+            "basic_auth_users": {self.username: hashed},
+        }
+
+
+@dataclass(frozen=True)
 class Sample:
     labels: dict[str, str]
     value: float
@@ -199,6 +268,7 @@ class Prometheus:
     rule_files: Sequence[Path] = ()
     extra_scrape_configs: Sequence[Mapping[str, Any]] = ()
     port: int = 0
+    web: WebSecurity | None = None  # None: plain HTTP without authentication
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     discovery: PodDiscovery | None = field(default=None, init=False)
 
@@ -206,7 +276,7 @@ class Prometheus:
     def url(self) -> str:
         if not self.port:
             raise PrometheusError("Prometheus has not been started yet: it has no port")
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.web else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -236,6 +306,7 @@ class Prometheus:
             f"--storage.tsdb.path={self.workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--web.enable-lifecycle",
+            *([f"--web.config.file={self.workdir / 'web.yml'}"] if self.web else []),
             "--log.level=warn",
         ]
         self.proc, offset = podprocess.spawn(
@@ -264,6 +335,8 @@ class Prometheus:
             extra_scrape_configs=self.extra_scrape_configs,
         )
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if self.web is not None:
+            (self.workdir / "web.yml").write_text(yaml.safe_dump(self.web.web_config()))
 
     def reload(self) -> None:
         """Write the config again (after changing the rules or extra scrape configs) and apply it."""
@@ -315,14 +388,25 @@ class Prometheus:
             raise PrometheusError(f"{promql!r} gave {len(samples)} samples, not one: {samples}")
         return samples[0].value if samples else None
 
+    def scrapes(self, selector: str, seconds: int) -> list[tuple[float, float]]:
+        """The raw samples of every series ``selector`` matches over the last ``seconds``, as
+        (scrape timestamp, value), in time order: when something was first scraped, exactly."""
+        data = self._get("/api/v1/query?" + urllib.parse.urlencode({"query": f"{selector}[{seconds}s]"}))
+        return sorted((float(t), float(v)) for series in data["result"] for t, v in series["values"])
+
     def targets(self) -> list[dict[str, Any]]:
         """The active scrape targets (``labels``, ``health``, ``lastError``...)."""
         return list(self._get("/api/v1/targets?state=active")["activeTargets"])
 
     def _get(self, path: str, method: str = "GET") -> Any:
-        request = urllib.request.Request(self.url + path, method=method)  # noqa: S310 - our own http URL
+        headers, context = {}, None
+        if self.web is not None:
+            pair = base64.b64encode(f"{self.web.username}:{self.web.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+            context = ssl.create_default_context(cafile=str(self.web.ca))
+        request = urllib.request.Request(self.url + path, method=method, headers=headers)  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
                 body = response.read()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")

@@ -333,3 +333,13 @@ def test_still_failing_at_a_safe_position_with_traffic_rolls_back_to_an_older_sn
     at_weight(world, 25, limit=20)  # still failing there: the one before RampUp (StateMigration, 25)
     assert reasons(world).count("AutomaticRollback") == 2
     assert world.status["rollback"]["toPhase"] == "StateMigration"
+
+
+def test_the_rollback_is_announced_once_not_again_by_its_stalled_condition() -> None:
+    world = world_with(healthy())
+    at_weight(world, 10)
+    world.metrics.values[ERRORS] = 0.2
+    at_weight(world, 0, limit=10)
+    warnings = [e for d in world.decisions for e in d.events if e.type == "Warning"]
+    rollback = next(e for e in warnings if e.reason == "AutomaticRollback")
+    assert [e.reason for e in warnings if e.message.startswith(rollback.message)] == ["AutomaticRollback"]

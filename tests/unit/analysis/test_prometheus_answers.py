@@ -44,3 +44,34 @@ def test_answers(body: Any, value: float | None, reason: str) -> None:
     sample = _value(body)
     assert (sample.value, sample.reason) == (value, reason)
     assert not sample.unreachable
+
+
+def test_credentials_in_the_address_never_reach_a_message() -> None:
+    from hal9_migration.analysis.prometheus import PrometheusProvider
+
+    provider = PrometheusProvider("http://admin:s3cret@127.0.0.1:1/prom", timeout=1)
+    assert provider.name == "Prometheus at http://127.0.0.1:1/prom"
+    down = provider.query("up")  # nothing listens on port 1
+    assert down.unreachable and "s3cret" not in down.reason and "admin" not in down.reason
+
+
+def test_a_bearer_token_or_basic_auth_goes_in_the_authorization_header() -> None:
+    from hal9_migration.analysis import Credentials
+    from hal9_migration.analysis.prometheus import PrometheusProvider
+
+    token = PrometheusProvider("http://p:9090", 1, Credentials(bearer_token="abc"))
+    assert token._headers() == {"Authorization": "Bearer abc"}
+    basic = PrometheusProvider("http://p:9090", 1, Credentials(username="u", password="p:w"))
+    assert basic._headers() == {"Authorization": "Basic dTpwOnc="}  # base64 of "u:p:w"
+    assert PrometheusProvider("http://p:9090", 1)._headers() == {}
+
+
+def test_an_unreadable_secret_makes_every_query_inconclusive_without_asking() -> None:
+    from hal9_migration.analysis import Credentials
+    from hal9_migration.analysis.prometheus import PrometheusProvider
+
+    provider = PrometheusProvider("http://127.0.0.1:1", 1, Credentials(problem="Secret ns/prom not found"))
+    sample = provider.query("up")
+    assert (
+        sample.unreachable and sample.reason == "Prometheus at http://127.0.0.1:1: Secret ns/prom not found"
+    )
