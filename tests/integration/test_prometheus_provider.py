@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+import kubernetes
 
-from hal9_migration import analysis, analysiswatch, kube
+from hal9_migration import analysis, analysiswatch
 from hal9_migration.analysis.prometheus import PrometheusProvider
 from hal9_migration.models import Hal9MigrationSpec
 from hal9_migration.testing.prometheus import Prometheus, WebSecurity
@@ -70,7 +70,7 @@ def test_a_stopped_server_is_unreachable_and_answers_again_when_back(
 
 
 def test_basic_auth_and_a_private_ca_read_from_secrets(
-    cluster: Cluster, namespace: str, standins: Standins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster, namespace: str, standins: Standins, tmp_path: Path
 ) -> None:
     """Against a Prometheus serving HTTPS with a throwaway CA and checking a basic-auth user: the
     operator's edge reads the credentials and the CA from Secrets, and the provider gets an answer;
@@ -105,8 +105,9 @@ def test_basic_auth_and_a_private_ca_read_from_secrets(
                 },
             }
         )
-        monkeypatch.setenv("KUBECONFIG", cluster.env["KUBECONFIG"])
-        kube.load_config()
+        # The operator's client (kube.py) reads Secrets with the default configuration, as load_config
+        # leaves it; point that at the test cluster.
+        kubernetes.config.load_kube_config(config_file=cluster.env["KUBECONFIG"])
         up = f'count(up{{namespace="{namespace}"}} == 1)'
         provider = analysis.provider_for(spec, analysiswatch.credentials(namespace, spec))
         assert provider.query(up).value == 2
