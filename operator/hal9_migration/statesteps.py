@@ -7,10 +7,10 @@ from the workers' checkpoints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from . import phases, staterun
+from .decision import StateAction
 from .halts import ABORTED, STATE_FAILED
 from .models import (
     Hal9MigrationSpec,
@@ -28,15 +28,6 @@ from .staterun import StateObservation
 
 # While a state-migration Job runs, status follows the workers' reports at least this often.
 STATE_POLL_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class StateAction:
-    """What the edge must do to the state-migration Job of ``attempt``."""
-
-    verb: str  # create | suspend | resume
-    attempt: int
-    shards: int  # the run's sharding: the target's once a run started, else spec.workers
 
 
 class Fields(Protocol):

@@ -1,0 +1,88 @@
+"""What a pass decides, as the edge receives it, and what it starts from (pure data)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import phases
+from .controls import Control
+from .models import Hal9MigrationStatus, PositionRecord
+from .report import Event, Report
+from .traffic.base import ObservedRouting, Routing
+
+
+@dataclass(frozen=True)
+class StateAction:
+    """What the edge must do to the state-migration Job of ``attempt``."""
+
+    verb: str  # create | suspend | resume
+    attempt: int
+    shards: int  # the run's sharding: the target's once a run started, else spec.workers
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the edge read from the cluster for this pass ("Kind namespace/name" entries)."""
+
+    missing: Sequence[str] = ()  # referenced objects that do not exist
+    forbidden: Sequence[str] = ()  # referenced objects the operator may not read
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """The route object as the edge found it."""
+
+    observed: ObservedRouting
+    memory: PositionRecord | None = None  # the operator's record on it, when it names this migration
+    owner: str | None = None  # another existing migration that drives this route object
+    unsupported: str | None = None  # why the router can never carry this spec's routing
+
+
+@dataclass(frozen=True)
+class RouteWrite:
+    """What the route object must hold after this pass (written only if it differs)."""
+
+    routing: Routing
+    record: PositionRecord
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]  # the full new status, camelCase, ready to patch
+    changed: bool  # False when the status already says exactly this
+    events: list[Event] = field(default_factory=list)
+    route: RouteWrite | None = None
+    consume: list[Control] = field(default_factory=list)  # annotations to remove
+    requeue_after: float | None = None  # seconds until something falls due; None: nothing timed
+    summary: str = ""
+    state: StateAction | None = None
+
+
+def decision_of(
+    report: Report,
+    summary: str,
+    route: RouteWrite | None = None,
+    consume: list[Control] | None = None,
+    requeue_after: float | None = None,
+    state: StateAction | None = None,
+) -> Decision:
+    return Decision(
+        status=report.status,
+        changed=report.changed,
+        events=report.events,
+        route=route,
+        consume=consume or [],
+        requeue_after=requeue_after,
+        summary=summary,
+        state=state,
+    )
+
+
+def standing(status: Hal9MigrationStatus, memory: PositionRecord | None) -> PositionRecord | None:
+    """Where the route object stands: its own record when newer than status's, else status's."""
+    known = status.position
+    if memory is None:
+        return known
+    return memory if known is None or phases.taken_at(memory) > phases.taken_at(known) else known
