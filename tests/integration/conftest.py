@@ -168,3 +168,10 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# Fixtures of the real-traffic harness, registered here once: a session-scoped fixture imported into
+# two test modules would be two fixtures, and the second data plane would find the first's fixed ports.
+# (Imported last: these modules import Cluster and wait_until from this one.)
+from tests.support.dataplane import dataplane  # noqa: E402, F401
+from tests.support.traffic import prometheus_fixture, standins_fixture  # noqa: E402, F401

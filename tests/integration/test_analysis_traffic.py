@@ -16,12 +16,9 @@ from hal9_migration.testing.dataplane import DataPlane
 from hal9_migration.testing.loadgen import LoadGenerator
 from hal9_migration.testing.prometheus import Prometheus
 from tests.integration.conftest import Cluster, OperatorProcess, wait_until
-from tests.support.dataplane import dataplane  # noqa: F401 - fixture
 from tests.support.scenario import FAILURE_LIMIT, INTERVAL_SECONDS, Scenario, build_migration
-from tests.support.traffic import (  # noqa: F401 - fixtures
+from tests.support.traffic import (
     Standins,
-    prometheus_fixture,
-    standins_fixture,
 )
 
 IMMEDIATE = {"strategy": "Immediate"}
@@ -34,7 +31,7 @@ ROLLBACK_BOUND = FAILURE_LIMIT * INTERVAL_SECONDS + INTERVAL_SECONDS
 def scenario(
     cluster: Cluster,
     namespace: str,
-    dataplane: DataPlane,  # noqa: F811 - the fixture
+    dataplane: DataPlane,
     prometheus: Prometheus,
     standins: Standins,
     operator: OperatorProcess,
@@ -64,8 +61,9 @@ def test_a_healthy_migration_walks_on_real_metrics_and_envoy_splits_as_the_route
 
     wait_until(ready, 120, "Ready")
     measured = [a for a in runs.values() if all(c.get("value") is not None for c in a["checks"])]
-    # A run every 2 s over the ~12 s walk, each with real values for every check.
-    assert len(measured) >= 4, runs
+    # A run every 2 s over the ~8 s walk (Shadow 4 s, Canary 10 % 4 s), each with real values for
+    # every check but the very first, which may find no mirrored request in its window yet.
+    assert len(measured) >= 3, runs
     assert {a["at"].split(" step")[0] for a in measured} == {"Shadow", "Canary"}
     assert scenario.watch is not None
     assert [(v.hierarchical, v.mirrored) for v in scenario.watch.versions] == [

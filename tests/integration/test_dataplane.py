@@ -32,9 +32,7 @@ from hal9_migration.testing.dataplane import DataPlane
 from hal9_migration.traffic import Backends, GatewayAPIRouter, Routing
 from tests.integration.conftest import Cluster, wait_until
 from tests.support import traffic_objects as rt
-from tests.support.dataplane import Backend, dataplane, send
-
-__all__ = ["dataplane"]  # the session fixture, imported so that pytest finds it here
+from tests.support.dataplane import Backend, send
 
 FLAT, HIER = rt.FLAT, rt.HIER
 SERVICE_PORT = 8080

@@ -15,11 +15,9 @@ from hal9_migration.models import Hal9MigrationSpec
 from hal9_migration.testing.prometheus import Prometheus, WebSecurity
 from tests.integration.conftest import Cluster, wait_until
 from tests.support.manifests import load_sample
-from tests.support.traffic import (  # noqa: F401 - fixtures
+from tests.support.traffic import (
     Standins,
     http,
-    prometheus_fixture,
-    standins_fixture,
     wait_scraped,
 )
 

@@ -19,13 +19,11 @@ from hal9_migration.testing import controlplane
 from hal9_migration.testing.loadgen import LoadGenerator
 from hal9_migration.testing.prometheus import Prometheus
 from tests.integration.conftest import Cluster, wait_until
-from tests.support.traffic import (  # noqa: F401 - the fixtures
+from tests.support.traffic import (
     Standins,
     answering_endpoint,
     ask,
-    prometheus_fixture,
     slice_addresses,
-    standins_fixture,
     wait_scraped,
 )
 

@@ -2,7 +2,7 @@
 control plane, local HTTP backends that say who they are and count what they receive, and a client
 that sends requests through the Gateway's listener.
 
-Import ``dataplane`` into a test module to use it (``from tests.support.dataplane import dataplane``).
+The ``dataplane`` fixture is registered once for the integration tests in their conftest.py.
 """
 
 from __future__ import annotations

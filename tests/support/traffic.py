@@ -1,12 +1,8 @@
 """Fixtures and helpers for tests that send real traffic: the HAL9 stand-ins as pods, their FQDN
 EndpointSlices, and a real Prometheus scraping them.
 
-Use from an integration test module::
-
-    from tests.support.traffic import prometheus_fixture, standins_fixture  # noqa: F401 - fixtures
-
-(the fixtures are named ``standins`` and ``prometheus``; the functions are not, so a test's parameters
-do not shadow the imports).
+The fixtures (``standins`` and ``prometheus``; the functions are named otherwise, so a test's
+parameters do not shadow them) are registered for the integration tests in their conftest.py.
 
 ``standins`` applies the stand-in Deployments and Services to the test's namespace and waits until
 each Service's slice lists a pod that answers; ``prometheus`` starts Debian's Prometheus for that
@@ -99,12 +95,14 @@ class Standins:
 
 @pytest.fixture(name="standins")
 def standins_fixture(cluster: Cluster, namespace: str) -> Standins:
+    """The flat and hierarchical stand-ins as pods in the test's namespace, each answering."""
     apply(cluster, build_standins(namespace), namespace)
     return Standins(namespace, {system: answering_endpoint(cluster, namespace, system) for system in SYSTEMS})
 
 
 @pytest.fixture(name="prometheus")
 def prometheus_fixture(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the test namespace's annotated pods every second."""
     server = Prometheus(tmp_path / "prometheus", Path(cluster.env["KUBECONFIG"]), namespaces=[namespace])
     server.start()
     try:
