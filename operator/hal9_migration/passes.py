@@ -97,6 +97,7 @@ class Pass:
                 self.now,
             )
         state_action = statesteps.state_job(self, new_record, target)
+        statesteps.add_late_error(self)
         write = None
         if new_record is not None:
             held = tuple(new_record.held) if new_record.generation == self.generation else ()

@@ -112,6 +112,15 @@ def state_job(p: Fields, record: PositionRecord | None, target: Position) -> Sta
     return action
 
 
+def add_late_error(p: Fields) -> None:
+    """A worker's error can reach the pod's status after the Job is seen failed: the stop's message
+    (what Stalled says) gains it when it arrives, so a person reads why without digging."""
+    error = p.state_status.last_error if p.state_status is not None else None
+    if p.halt is None or p.halt.reason != STATE_FAILED or not error or error in p.halt.message:
+        return
+    p.halt = p.halt.model_copy(update={"message": f"{p.halt.message}; last error: {error}"})
+
+
 def stops_state(p: Fields, here: Position, target: Position) -> bool:
     """Whether the Job must stop: an abort always; a state failure or a walk back below phase 3
     when the rollback strategy covers the ``state`` component."""
@@ -142,10 +151,15 @@ def observes_state(
     spec: Hal9MigrationSpec | str, status: Hal9MigrationStatus, memory: PositionRecord | None
 ) -> bool:
     """Whether the edge must observe the state migration for this pass: phase 3 is (or was, per the
-    route object) where the migration stands, or a Job of the current attempt may still be running."""
+    route object) where the migration stands, a Job of the current attempt may still be running, or
+    its failure's error has not reached a pod's status yet (``add_late_error``)."""
     if isinstance(spec, str):
         return False
     if any(r is not None and r.phase is Phase.STATE_MIGRATION for r in (status.position, memory)):
         return True
     state = status.state_migration
-    return state is not None and state.job_name is not None and state.state in ("Pending", "Running")
+    if state is None or state.job_name is None:
+        return False
+    failed_job = state.state == "Failed" and bool(state.failed_indexes) and not state.last_error
+    halted = status.halt is not None and status.halt.reason == STATE_FAILED
+    return state.state in ("Pending", "Running") or (failed_job and halted)

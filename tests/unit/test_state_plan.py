@@ -253,3 +253,23 @@ def test_a_long_run_that_keeps_moving_is_not_stalled_by_the_progress_deadline() 
         assert world.condition("Stalled")[0] == "False", world.status.get("halt")
     world.run(12)  # then it stops moving: the deadline applies
     assert world.condition("Stalled") == ("True", "ProgressDeadlineExceeded")
+
+
+def test_a_workers_error_that_arrives_after_the_failure_joins_the_stalled_message() -> None:
+    world = at_state_migration(spec())
+    world.state.finish(1, failed=True, failure="MaxFailedIndexesExceeded: too many", failed_indexes="0")
+    world.step(1)
+    assert world.condition("Stalled") == ("True", "StateMigrationFailed")
+    stalled = next(c["message"] for c in world.status["conditions"] if c["type"] == "Stalled")
+    assert "last error" not in stalled
+    world.state.finish(
+        1,
+        failed=True,
+        failure="MaxFailedIndexesExceeded: too many",
+        failed_indexes="0",
+        last_error="error: cannot connect to PostgreSQL at db:1",
+    )
+    world.step(1)
+    world.step(1)
+    stalled = next(c["message"] for c in world.status["conditions"] if c["type"] == "Stalled")
+    assert stalled.count("last error: error: cannot connect to PostgreSQL at db:1") == 1
