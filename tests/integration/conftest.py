@@ -170,8 +170,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-# Fixtures of the real-traffic harness, registered here once: a session-scoped fixture imported into
-# two test modules would be two fixtures, and the second data plane would find the first's fixed ports.
-# (Imported last: these modules import Cluster and wait_until from this one.)
-from tests.support.dataplane import dataplane  # noqa: E402, F401
-from tests.support.traffic import prometheus_fixture, standins_fixture  # noqa: E402, F401
+# The real-traffic harness. Registered here once: a session fixture imported into two test modules
+# would be two fixtures, and the second data plane would find the first's fixed ports. The support
+# modules import this one, hence the imports inside.
+@pytest.fixture(scope="session")
+def dataplane(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.support.dataplane import running_dataplane
+
+    yield from running_dataplane(cluster, tmp_path_factory)
+
+
+@pytest.fixture
+def standins(cluster: Cluster, namespace: str) -> Any:
+    from tests.support.traffic import start_standins
+
+    return start_standins(cluster, namespace)
+
+
+@pytest.fixture
+def prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Any]:
+    from tests.support.traffic import running_prometheus
+
+    yield from running_prometheus(cluster, namespace, tmp_path)

@@ -2,7 +2,7 @@
 control plane, local HTTP backends that say who they are and count what they receive, and a client
 that sends requests through the Gateway's listener.
 
-The ``dataplane`` fixture is registered once for the integration tests in their conftest.py.
+``running_dataplane`` is the body of the session fixture ``dataplane`` (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from hal9_migration.testing.dataplane import DataPlane, envoy_gateway_binary
 from tests.integration.conftest import Cluster
 
 
-@pytest.fixture(scope="session")
-def dataplane(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataPlane]:
+def running_dataplane(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DataPlane]:
     """Envoy Gateway + Envoy for the whole session (startup costs a few seconds, and its fixed ports
     allow one at a time). Only on the local control plane: it force-installs the Gateway API CRDs,
     which a test must never do to an existing cluster's."""

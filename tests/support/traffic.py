@@ -1,8 +1,8 @@
 """Fixtures and helpers for tests that send real traffic: the HAL9 stand-ins as pods, their FQDN
 EndpointSlices, and a real Prometheus scraping them.
 
-The fixtures (``standins`` and ``prometheus``; the functions are named otherwise, so a test's
-parameters do not shadow them) are registered for the integration tests in their conftest.py.
+``start_standins`` and ``running_prometheus`` are the bodies of the fixtures ``standins`` and
+``prometheus`` (tests/integration/conftest.py).
 
 ``standins`` applies the stand-in Deployments and Services to the test's namespace and waits until
 each Service's slice lists a pod that answers; ``prometheus`` starts Debian's Prometheus for that
@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hal9_migration.testing.endpointslices import slice_name
 from hal9_migration.testing.prometheus import Prometheus
@@ -93,15 +91,13 @@ class Standins:
     urls: dict[str, str]  # system -> http://<pod ip>:<port> of its current pod
 
 
-@pytest.fixture(name="standins")
-def standins_fixture(cluster: Cluster, namespace: str) -> Standins:
+def start_standins(cluster: Cluster, namespace: str) -> Standins:
     """The flat and hierarchical stand-ins as pods in the test's namespace, each answering."""
     apply(cluster, build_standins(namespace), namespace)
     return Standins(namespace, {system: answering_endpoint(cluster, namespace, system) for system in SYSTEMS})
 
 
-@pytest.fixture(name="prometheus")
-def prometheus_fixture(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Prometheus]:
+def running_prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Prometheus]:
     """A real Prometheus scraping the test namespace's annotated pods every second."""
     server = Prometheus(tmp_path / "prometheus", Path(cluster.env["KUBECONFIG"]), namespaces=[namespace])
     server.start()
