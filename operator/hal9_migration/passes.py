@@ -154,11 +154,8 @@ class Pass:
             journal.record("Resumed", f"Resumed by annotation{still}", actor=actor)
         elif control.verb is Verb.ABORT:
             self.aborted_by = actor
-            self.halt = Halt(
-                reason=ABORTED,
-                message=f"Aborted by {actor}: all traffic to flat; retry or change the spec to go on",
-                generation=self.generation,
-                time=conditions.timestamp(self.now),
+            self.halt = self._halt(
+                ABORTED, f"Aborted by {actor}: all traffic to flat; retry or change the spec to go on"
             )
             journal.record(
                 ABORTED,
@@ -299,12 +296,7 @@ class Pass:
                 f"{here.label()}: gate {result.gate} has not passed within progressDeadline "
                 f"{self.spec.progress_deadline}: {result.reason}"
             )
-            self.halt = Halt(
-                reason=DEADLINE_EXCEEDED,
-                message=message,
-                generation=self.generation,
-                time=conditions.timestamp(self.now),
-            )
+            self.halt = self._halt(DEADLINE_EXCEEDED, message)
             self.journal.record(DEADLINE_EXCEEDED, message, warning=True)
             return Outcome("halted", DEADLINE_EXCEEDED, message)
         message = (
@@ -353,12 +345,7 @@ class Pass:
     ) -> tuple[PositionRecord | None, Outcome | None]:
         """Stop: a person must look (the data is safe); walk back with the rollback strategy."""
         message = f"{here.label()}: {reason}"
-        self.halt = Halt(
-            reason=STATE_FAILED,
-            message=message,
-            generation=self.generation,
-            time=conditions.timestamp(self.now),
-        )
+        self.halt = self._halt(STATE_FAILED, message)
         self.journal.record(STATE_FAILED, message, warning=True)
         return self._after_state_failure(record, here)
 
@@ -437,6 +424,12 @@ class Pass:
                 warning=True,
             )
         return record
+
+    def _halt(self, reason: str, message: str) -> Halt:
+        """A stop of this generation: a retry or a new spec ends it."""
+        return Halt(
+            reason=reason, message=message, generation=self.generation, time=conditions.timestamp(self.now)
+        )
 
     def _ignore_promote(self, why: str) -> None:
         if self.promote is not None:

@@ -61,6 +61,24 @@ def at_weight(world: World, weight: int, limit: float = 120) -> None:
     raise AssertionError(f"never reached weight {weight}: writes {world.writes}")
 
 
+STATE = {
+    "image": "hal9-migration-operator:0.1.0",
+    "source": {"urlSecretRef": {"name": "a", "key": "url"}},
+    "target": {"urlSecretRef": {"name": "b", "key": "url"}},
+}
+
+
+def promoted_to(world: World, weight: int) -> None:
+    """Walk up to ``weight`` without a state Job: a promote annotation carries it past phase 3."""
+    for _ in range(600):
+        if world.route.weight == weight:
+            return
+        if world.status.get("phase") == "StateMigration":
+            world.annotations[annotation(Verb.PROMOTE)] = f"p{len(world.decisions)}"
+        world.step(0.5)
+    raise AssertionError(f"never reached weight {weight}: writes {world.writes}")
+
+
 def condition(world: World, kind: str) -> tuple[str, str, str]:
     found = next(c for c in world.status["conditions"] if c["type"] == kind)
     return found["status"], found["reason"], found.get("message", "")
@@ -252,11 +270,6 @@ def test_shadow_holds_a_failing_system_and_never_rolls_back_as_no_user_traffic_r
 
 
 def test_ramp_up_wants_every_check_passing_for_stable_for() -> None:
-    state = {
-        "image": "hal9-migration-operator:0.1.0",
-        "source": {"urlSecretRef": {"name": "a", "key": "url"}},
-        "target": {"urlSecretRef": {"name": "b", "key": "url"}},
-    }
     queue = {"name": "queue-depth", "query": "max(hal9_queue_depth)", "max": 10}
     checks = {
         "prometheus": {"address": "http://p:9090"},
@@ -265,15 +278,9 @@ def test_ramp_up_wants_every_check_passing_for_stable_for() -> None:
         "metrics": [queue],
     }
     world = world_with(
-        healthy(hal9_queue_depth=3), targetPhase="RampUp", stateMigration=state, analysis=checks
+        healthy(hal9_queue_depth=3), targetPhase="RampUp", stateMigration=STATE, analysis=checks
     )
-    for _ in range(400):  # walk up to RampUp 50 without a state Job: promote past phase 3
-        if world.route.weight == 50:
-            break
-        if world.status.get("phase") == "StateMigration":
-            world.annotations[annotation(Verb.PROMOTE)] = f"p{len(world.decisions)}"
-        world.step(0.5)
-    assert world.route.weight == 50
+    promoted_to(world, 50)
     world.metrics.values["hal9_queue_depth"] = 12  # a user's check fails: the step holds
     world.run(10, tick=0.5)
     assert world.route.weight == 50
@@ -315,19 +322,8 @@ def test_one_rollback_at_a_time_while_a_gradual_walk_is_under_way() -> None:
 
 
 def test_still_failing_at_a_safe_position_with_traffic_rolls_back_to_an_older_snapshot() -> None:
-    state = {
-        "image": "hal9-migration-operator:0.1.0",
-        "source": {"urlSecretRef": {"name": "a", "key": "url"}},
-        "target": {"urlSecretRef": {"name": "b", "key": "url"}},
-    }
-    world = world_with(healthy(), targetPhase="Full", stateMigration=state)
-    for _ in range(600):  # up to Full, promoting past phase 3
-        if world.route.weight == 100:
-            break
-        if world.status.get("phase") == "StateMigration":
-            world.annotations[annotation(Verb.PROMOTE)] = f"p{len(world.decisions)}"
-        world.step(0.5)
-    assert world.route.weight == 100
+    world = world_with(healthy(), targetPhase="Full", stateMigration=STATE)
+    promoted_to(world, 100)
     world.metrics.values[ERRORS] = 0.3
     at_weight(world, 90, limit=20)  # the snapshot before Full: RampUp 90
     at_weight(world, 25, limit=20)  # still failing there: the one before RampUp (StateMigration, 25)
