@@ -128,7 +128,10 @@ def test_a_set_env_rollout_makes_hierarchical_fail_and_promql_sees_it(
         )
         latency = p99(namespace, "hierarchical")
         assert (prometheus.value(latency) or 0) > 0.1  # over the Canary limit: every answer waits 150 ms
-        assert prometheus.value(error_rate(namespace, "flat")) == 0
+        # Flat's rate is 0/0 (no value) until a scrape has seen its load: wait for one, then it is 0.
+        flat_rate = error_rate(namespace, "flat")
+        wait_until(lambda: prometheus.value(flat_rate) is not None, 30, f"{flat_rate} measured")
+        assert prometheus.value(flat_rate) == 0
     finally:
         answered = hierarchical.stop()
         flat.stop()

@@ -1,39 +1,45 @@
-"""EndpointSlices for selector-less Services, from the pods an annotation selects (test and demo code).
+"""EndpointSlices for the Services of loopback pods, as Kubernetes' EndpointSlice controller would
+write them if it could (test and demo code).
 
 The node agent gives every pod its own loopback address (127.0.x.y). Kubernetes' EndpointSlice
 controller would write those into IPv4 slices, which the API server refuses for loopback addresses; it
 accepts them in slices of ``addressType: FQDN`` (with a deprecation warning), and Envoy Gateway routes
-to those. So the stand-in Services carry no selector but an annotation::
+to those. So that controller does not run here, and this one, running inside the node agent (which
+already plays the node's kubelet and scheduler), plays it for two kinds of Services:
 
-    hal9.ai/endpoints-selector: app=hal9-hierarchical
+- ordinary Services with a ``spec.selector`` (what the operator creates, e.g. in front of its shadow
+  proxy pod): their pods are the ones the selector selects, as in any cluster;
+- selector-less Services carrying an annotation instead (the HAL9 stand-ins': on a real cluster
+  their names point at the real systems' pods, so the samples cannot give them a selector)::
 
-and this controller, running inside the node agent (which already plays the node's kubelet and
-scheduler), plays the EndpointSlice controller for them: one FQDN slice per annotated Service, named
-``<service>-fqdn``, labelled ``kubernetes.io/service-name`` (routers find slices by it) and
+      hal9.ai/endpoints-selector: app=hal9-hierarchical
+
+  The annotation takes equality terms only (``k=v``, ``k==v``, ``k!=v``, comma-separated), which is
+  all a Service's selector can say anyway. When a Service has both, the annotation wins.
+
+One FQDN slice per such Service, named ``<service>-fqdn``, labelled ``kubernetes.io/service-name``
+(routers and the node agent's service proxy find slices by it) and
 ``endpointslice.kubernetes.io/managed-by: node-agent.hal9.ai`` (so a real EndpointSlice controller
 leaves it alone), owned by the Service (the garbage collector deletes it with the Service), listing the
-Ready, non-terminating selected pods' IPs. Ports carry the Service ports' names (Envoy Gateway matches
-on them) and the resolved target port numbers. A Deployment rollout (``kubectl set env ...``) thus
-moves the slice to the new pod as soon as it is Ready, and drops the old one as soon as it is deleted.
+Ready, non-terminating selected pods' IPs. Ports carry the Service ports' names (Envoy Gateway and the
+service proxy match on them) and the resolved target port numbers (a number, or a named container port
+looked up in the selected pods). A Deployment rollout (``kubectl set env ...``) thus moves the slice to
+the new pod as soon as it is Ready, and drops the old one as soon as it is deleted.
 
 Level-triggered: any pod or Service event marks its namespace, and the worker reconciles the whole
-namespace (list Services, pods, our slices; create, replace or delete). The selector annotation takes
-equality terms only (``k=v``, ``k==v``, ``k!=v``, comma-separated), which is all a Service's selector
-can say anyway.
+namespace (list Services, pods, our slices; create, replace or delete).
 
 The functions above ``EndpointSliceController`` are pure (plain API dicts) and unit-tested.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from .nodeapi import Api
@@ -103,18 +109,23 @@ def _target_port(port: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> int 
     return None
 
 
-def build_endpoint_slice(
-    service: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
-) -> dict[str, Any] | None:
-    """The FQDN EndpointSlice for ``service`` from the pods of its namespace; None when the Service
-    has no (or an unusable) selector annotation. Endpoints are sorted by pod name, so an unchanged
-    set of pods gives an equal slice."""
+def managed(service: Mapping[str, Any]) -> bool:
+    """Whether this controller keeps a slice for ``service``: it has the annotation or a selector."""
+    annotations = service.get("metadata", {}).get("annotations") or {}
+    return SELECTOR_ANNOTATION in annotations or bool(service.get("spec", {}).get("selector"))
+
+
+def service_selector(service: Mapping[str, Any]) -> Selector | None:
+    """What selects the Service's pods: its annotation, else its ``spec.selector`` (every term an
+    equality). None when it has neither (an empty selector selects nothing: Kubernetes manages no
+    endpoints for it either) or its annotation is unusable (logged)."""
     meta = service.get("metadata", {})
     text = (meta.get("annotations") or {}).get(SELECTOR_ANNOTATION)
     if text is None:
-        return None
+        selector = service.get("spec", {}).get("selector") or {}
+        return tuple((str(key), str(value), True) for key, value in sorted(selector.items())) or None
     try:
-        selector = parse_selector(text)
+        return parse_selector(text)
     except SelectorError as error:
         log.warning(
             "service %s/%s: %s %r: %s",
@@ -124,6 +135,18 @@ def build_endpoint_slice(
             text,
             error,
         )
+        return None
+
+
+def build_endpoint_slice(
+    service: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The FQDN EndpointSlice for ``service`` from the pods of its namespace; None when the Service
+    selects no pods (no selector, no or an unusable annotation). Endpoints are sorted by pod name, so
+    an unchanged set of pods gives an equal slice."""
+    meta = service.get("metadata", {})
+    selector = service_selector(service)
+    if selector is None:
         return None
     ready = sorted(
         (p for p in pods if pod_ready(p) and selects(selector, p.get("metadata", {}).get("labels") or {})),
@@ -183,7 +206,7 @@ def build_endpoint_slice(
 def desired_slices(
     services: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Slice name -> slice, for every annotated Service among ``services`` (one namespace)."""
+    """Slice name -> slice, for every Service among ``services`` (one namespace) that selects pods."""
     pods = list(pods)
     built = (build_endpoint_slice(service, pods) for service in services)
     return {s["metadata"]["name"]: s for s in built if s is not None}
@@ -207,7 +230,8 @@ def differs(have: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
 
 
 class EndpointSliceController:
-    """Keeps the FQDN slices of annotated Services in every namespace (started by the node agent).
+    """Keeps the FQDN slices of Services with a selector or the annotation, in every namespace
+    (started by the node agent).
 
     Two watch threads (pods, Services) only mark namespaces; one worker thread reconciles them, so
     writes for a namespace never race each other. A failed reconcile is retried after a second.
@@ -216,14 +240,13 @@ class EndpointSliceController:
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
         self.api = Api(kubeconfig)
-        self.discovery = kubernetes.client.DiscoveryV1Api(self.api.client)
         self._dirty: set[str] = set()
         self._changed = threading.Condition()
 
     def start(self) -> None:
         for method in ("list_pod_for_all_namespaces", "list_service_for_all_namespaces"):
             threading.Thread(
-                target=Api(self.kubeconfig).list_and_watch_pods,
+                target=Api(self.kubeconfig).list_and_watch,
                 args=(self._on_list, self._on_event, method),
                 name=f"slices-{method}",
                 daemon=True,
@@ -256,12 +279,12 @@ class EndpointSliceController:
 
     def reconcile(self, namespace: str) -> None:
         services = self.api.call("list_namespaced_service", namespace).get("items") or []
-        if not any(SELECTOR_ANNOTATION in (s["metadata"].get("annotations") or {}) for s in services):
+        if not any(managed(s) for s in services):
             wanted: dict[str, dict[str, Any]] = {}
         else:
             pods = self.api.call("list_namespaced_pod", namespace).get("items") or []
             wanted = desired_slices(services, pods)
-        listed = self._slices(
+        listed = self.api.call(
             "list_namespaced_endpoint_slice", namespace, label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY}"
         )
         existing = {s["metadata"]["name"]: s for s in listed.get("items") or []}
@@ -269,10 +292,10 @@ class EndpointSliceController:
             have = existing.pop(name, None)
             try:
                 if have is None:
-                    self._slices("create_namespaced_endpoint_slice", namespace, want)
+                    self.api.call("create_namespaced_endpoint_slice", namespace, want)
                 elif differs(have, want):
                     want["metadata"]["resourceVersion"] = have["metadata"]["resourceVersion"]
-                    self._slices("replace_namespaced_endpoint_slice", name, namespace, want)
+                    self.api.call("replace_namespaced_endpoint_slice", name, namespace, want)
                 else:
                     continue
             except ApiException as error:
@@ -284,13 +307,10 @@ class EndpointSliceController:
             log.info("endpoint slice %s/%s: %s", namespace, name, ", ".join(addresses) or "no ready pods")
         for name in existing:
             try:
-                self._slices("delete_namespaced_endpoint_slice", name, namespace)
+                self.api.call("delete_namespaced_endpoint_slice", name, namespace)
             except ApiException as error:
                 if error.status != 404:
                     raise
-            log.info("endpoint slice %s/%s: deleted (its Service lost the annotation)", namespace, name)
-
-    def _slices(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """A DiscoveryV1Api call on plain dicts, as ``Api.call`` does for the core API."""
-        response = getattr(self.discovery, method)(*args, _preload_content=False, **kwargs)
-        return dict(json.loads(response.data)) if response.data else {}
+            log.info(
+                "endpoint slice %s/%s: deleted (its Service is gone or selects no pods)", namespace, name
+            )

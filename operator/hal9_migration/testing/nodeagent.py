@@ -2,23 +2,32 @@
 
 The local control plane has no scheduler and no kubelet, so a Job's pods would stay Pending forever and
 nothing about running them (secrets reaching the worker, retries per index, exit codes, the log tail
-in ``terminated.message``, garbage collection) could be tested. This agent plays both parts for one
-Node, ``hal9-local``, the way they do it, so that Kubernetes' own Job controller and garbage
-collector do the rest:
+in ``terminated.message``, garbage collection) could be tested; nor could pods reach Services. This
+agent plays those parts for one Node, ``hal9-local``, the way they do it, so that Kubernetes' own Job
+controller and garbage collector do the rest:
 
 - as a scheduler: it binds pending pods of the default scheduler through the ``binding``
   subresource;
 - as a kubelet: it runs each container's ``command`` + ``args`` as a local process in its own session,
   with the environment resolved as the kubelet resolves it (``kubelet_env``), a pod IP of its own on
   loopback, and writes pod status back as the kubelet writes it (``kubelet_status``). On deletion it
-  stops the processes (SIGTERM, then SIGKILL) and deletes the pod with grace period 0.
+  stops the processes (SIGTERM, then SIGKILL) and deletes the pod with grace period 0;
+- as the EndpointSlice controller: it keeps an FQDN EndpointSlice for every Service with a
+  ``spec.selector``, and for selector-less ones annotated ``hal9.ai/endpoints-selector``
+  (``endpointslices.py``): the API server refuses loopback pod IPs in the IPv4 slices Kubernetes' own
+  controller would write, so that controller does not run;
+- as kube-proxy and cluster DNS (``servicenet.py``): every Service gets a virtual IP on loopback
+  (127.240.0.0/12) where a user-space proxy relays connections to its ready endpoints, and every pod
+  gets a hosts file, bound over /etc/hosts in a mount namespace of its own, mapping
+  ``<svc>.<ns>.svc.cluster.local`` (and the shorter forms) to those IPs. So a process in a pod
+  reaches ``http://<service>.<namespace>.svc.cluster.local:<service port>`` as in a cluster. Without
+  root (no mount namespaces) a warning says so once and pods see the machine's /etc/hosts.
 
 No image is pulled: the command runs from the project's environment (the venv's ``bin`` first on
 PATH), so ``hal9-migration migrate-state`` is the code under test. Not supported (and not needed
-here): init containers, probes, volumes, resource limits, securityContext users. Logs and pid files:
-``<workdir>/pods/<namespace>/<pod>/<container>.{log,pid}``. It also keeps the FQDN EndpointSlices of
-Services annotated ``hal9.ai/endpoints-selector`` (``endpointslices.py``): the API server refuses
-loopback pod IPs in the IPv4 slices Kubernetes' own controller would write.
+here): init containers, probes (a pod is Ready once its processes run), volumes, resource limits,
+securityContext users. Logs, pid files and hosts files:
+``<workdir>/pods/<namespace>/<pod>/{<container>.log,<container>.pid,hosts}``.
 
 Started by ``ControlPlane.start()`` as ``python -m hal9_migration.testing.nodeagent``.
 """
@@ -34,6 +43,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +60,7 @@ from . import kubelet_status as kst
 from . import podprocess
 from .endpointslices import EndpointSliceController
 from .nodeapi import HOST_IP, NODE_NAME, Api, IpPool, node_object
+from .servicenet import ServiceName, ServiceProxy, render_hosts, write_in_place
 
 log = logging.getLogger("hal9.nodeagent")
 
@@ -78,11 +89,18 @@ class Exited:
     proc: subprocess.Popen[bytes]
 
 
+@dataclass(frozen=True)
+class ServiceNames:
+    """The Services with a virtual IP changed: every pod's hosts file is rewritten."""
+
+    names: tuple[ServiceName, ...]
+
+
 class Stop:
     """SIGTERM or SIGINT: stop the processes, then the agent."""
 
 
-Event = PodEvent | Snapshot | Exited | Stop
+Event = PodEvent | Snapshot | Exited | ServiceNames | Stop
 
 
 @dataclass
@@ -141,6 +159,9 @@ class NodeAgent:
         self.pods: dict[str, Pod] = {}
         self.bound: set[str] = set()
         self.ips = IpPool()
+        self.service_names: tuple[ServiceName, ...] = ()
+        self.private_hosts = False  # whether pods get their hosts file as /etc/hosts (probed in run)
+        self.machine_hostname = socket.gethostname()
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self._sequence = itertools.count()
 
@@ -149,13 +170,26 @@ class NodeAgent:
     def run(self) -> None:
         ready = self.workdir / "ready"
         ready.unlink(missing_ok=True)
+        # Probed before any thread starts (it forks).
+        problem = podprocess.private_hosts_error()
+        self.private_hosts = problem is None
+        if problem is not None:
+            log.warning(
+                "pods cannot get a private /etc/hosts here (%s: a mount namespace needs root); they see "
+                "the machine's, so Service names do not resolve in them",
+                problem,
+            )
         self.api.register_node(self.node)
-        # Plays the EndpointSlice controller for selector-less Services of loopback pods (threads of its
-        # own; it shares nothing with the agent but the pods it reads through the API).
+        # Plays the EndpointSlice controller for the Services of loopback pods (threads of its own; it
+        # shares nothing with the agent but the pods it reads through the API).
         EndpointSliceController(self.kubeconfig).start()
+        # Plays kube-proxy (a loop thread and two watches of its own); it only posts the Services' names.
+        proxy = ServiceProxy(lambda names: self.events.put(ServiceNames(names)))
+        proxy.start()
+        proxy.watch(self.kubeconfig)
         # The watch gets its own thread and connection; it only posts events.
         threading.Thread(
-            target=Api(self.kubeconfig).list_and_watch_pods,
+            target=Api(self.kubeconfig).list_and_watch,
             args=(
                 lambda pods: self.events.put(Snapshot(pods)),
                 lambda kind, pod: self.events.put(PodEvent(kind, pod)),
@@ -202,6 +236,10 @@ class NodeAgent:
                 self._on_pod("ADDED", raw)
         elif isinstance(event, Exited):
             self._on_exit(event)
+        elif isinstance(event, ServiceNames):
+            self.service_names = event.names
+            for pod in self.pods.values():
+                self._guarded(self._write_hosts, pod)
 
     def _after(self, delay: float, action: Callable[[], None]) -> None:
         heapq.heappush(self.timers, (time.monotonic() + delay, next(self._sequence), action))
@@ -306,7 +344,16 @@ class NodeAgent:
                 self._finish(pod, container, 137, reason="ContainerStatusUnknown", message=message)
         log.info("admitted pod %s/%s (ip %s)", pod.namespace, pod.name, ip or "-")
         self.pods[pod.uid] = pod
+        self._write_hosts(pod)
         return pod
+
+    def _write_hosts(self, pod: Pod) -> None:
+        """The pod's hosts file, as the kubelet keeps one (``servicenet.render_hosts``); rewritten in
+        place, so processes that have it bound over /etc/hosts see the change."""
+        if pod.phase in kst.TERMINAL or not pod.ip:
+            return
+        text = render_hosts(pod.raw, pod.ip, self.service_names, self.machine_hostname)
+        write_in_place(pod.directory / "hosts", text)
 
     def _sync(self, pod: Pod) -> None:
         """Bring the pod's processes to what its spec and deletion state ask for, then write status.
@@ -368,9 +415,13 @@ class NodeAgent:
         env = kenv.process_env(variables, path=self.path, home=str(home), hostname=kenv.pod_hostname(pod.raw))
         log_path = pod.directory / f"{container.name}.log"
         cwd = container.spec.get("workingDir") or home
+        hosts = pod.directory / "hosts" if self.private_hosts else None
         try:
-            proc, container.log_offset = podprocess.spawn(argv, env=env, cwd=cwd, log_path=log_path)
-        except OSError as error:  # not found, not executable, bad workingDir
+            self._write_hosts(pod)
+            proc, container.log_offset = podprocess.spawn(
+                argv, env=env, cwd=cwd, log_path=log_path, hosts_file=hosts
+            )
+        except OSError as error:  # not found, not executable, bad workingDir, no mount namespace
             message = f'exec: "{argv[0]}": {error.strerror or error}'
             self._finish(pod, container, 128, reason="StartError", message=message)
             return

@@ -1,5 +1,5 @@
-"""The node agent's side of the API: its Node, pod bindings, status writes, reads, the pod watch, and
-the loopback addresses it hands out as pod IPs.
+"""The node agent's side of the API: its Node, pod bindings, status writes, reads, the watches (pods,
+Services, EndpointSlices), and the loopback addresses it hands out as pod IPs.
 
 Kept apart from ``nodeagent.py`` (which decides) so that file reads as the kubelet's logic. Calls go
 through the official ``kubernetes`` client with ``_preload_content=False``: the agent works on plain
@@ -42,9 +42,15 @@ class Api:
             config_file=str(kubeconfig)
         )
         self.core = kubernetes.client.CoreV1Api(self.client)
+        self.discovery = kubernetes.client.DiscoveryV1Api(self.client)  # EndpointSlices
+
+    def method(self, name: str) -> Any:
+        """A CoreV1Api method by name, or else a DiscoveryV1Api one (``*_endpoint_slice*``)."""
+        found = getattr(self.core, name, None)
+        return found if found is not None else getattr(self.discovery, name)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        response = getattr(self.core, method)(*args, _preload_content=False, **kwargs)
+        response = self.method(method)(*args, _preload_content=False, **kwargs)
         data = response.data
         return dict(json.loads(data)) if data else {}
 
@@ -139,7 +145,7 @@ class Api:
             if error.status not in (404, 409):
                 raise
 
-    def list_and_watch_pods(
+    def list_and_watch(
         self,
         on_list: Callable[[list[dict[str, Any]]], None],
         on_event: Callable[[str, dict[str, Any]], None],
@@ -148,23 +154,24 @@ class Api:
         """Forever (in its own thread): list all pods, then watch from the list's resourceVersion;
         on 410 Gone (the version expired) or any error, list again. A re-list, not tight polling,
         is how informers recover too; ``on_list`` lets the caller notice deletions it missed.
-        ``method``: another CoreV1Api all-namespaces list (``endpointslices.py`` watches Services)."""
+        ``method``: another all-namespaces list (Services, EndpointSlices), named as ``method`` takes."""
+        what = method.removeprefix("list_").removesuffix("_for_all_namespaces")
         while True:
             try:
                 listing = self.call(method)
                 on_list(listing.get("items") or [])
                 version = str(listing["metadata"]["resourceVersion"])
                 while True:
-                    version = self.watch_pods(version, on_event, method)
+                    version = self.watch(version, on_event, method)
             except ApiException as error:
                 if error.status != 410:
-                    log.warning("pod watch failed (%s %s); listing again", error.status, error.reason)
+                    log.warning("%s watch failed (%s %s); listing again", what, error.status, error.reason)
                     time.sleep(1)
             except Exception as error:
-                log.warning("pod watch failed (%s); listing again", error)
+                log.warning("%s watch failed (%s); listing again", what, error)
                 time.sleep(1)
 
-    def watch_pods(
+    def watch(
         self,
         version: str,
         emit: Callable[[str, dict[str, Any]], None],
@@ -173,7 +180,7 @@ class Api:
         """One watch of all pods (or what ``method`` lists) from ``version``; returns the version to
         resume from. An expired version raises ApiException(410): the caller lists again."""
         # Raw: the urllib3 response, read line by line as events arrive.
-        response: Any = getattr(self.core, method)(
+        response: Any = self.method(method)(
             watch=True,
             resource_version=version,
             allow_watch_bookmarks=True,
@@ -200,7 +207,8 @@ class Api:
 class IpPool:
     """Pod IPs on loopback, 127.0.1.1 to 127.0.254.254: every pod gets an address of its own it can
     bind to (Linux routes all of 127/8 to lo), and the API server accepts loopback pod IPs (it refuses
-    them only in EndpointSlices). Handed out next-fit, so a released address is reused late."""
+    them only in EndpointSlices). Handed out next-fit, so a released address is reused late. Services'
+    virtual IPs come from 127.240.0.0/12 (``servicenet.VipPool``): the two ranges never meet."""
 
     SIZE = 254 * 254
 

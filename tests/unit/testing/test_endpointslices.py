@@ -1,7 +1,9 @@
-"""The FQDN EndpointSlice the node agent keeps for an annotated, selector-less Service (pure part).
+"""The FQDN EndpointSlice the node agent keeps for a Service with a selector, or an annotated,
+selector-less one (pure part).
 
-Envoy Gateway routes a Service's traffic to exactly what this slice lists, so it must list the Ready
-selected pods and nothing else, with the Service's port names and the pods' port numbers.
+Envoy Gateway and the node agent's service proxy route a Service's traffic to exactly what this slice
+lists, so it must list the Ready selected pods and nothing else, with the Service's port names and the
+pods' port numbers.
 """
 
 from __future__ import annotations
@@ -115,3 +117,44 @@ def test_a_stored_slice_is_replaced_only_when_what_we_set_differs() -> None:
     moved = es.build_endpoint_slice(service(), [pod("b", "127.0.1.9")])
     assert moved is not None
     assert es.differs(stored, moved)
+
+
+def selector_service(selector: dict[str, str] | None) -> dict[str, Any]:
+    """An ordinary Service: ``spec.selector``, no annotation; port 80 to the named container port."""
+    svc = service()
+    svc["metadata"].pop("annotations")
+    svc["spec"] = {"ports": [{"name": "web", "port": 80, "targetPort": "http"}]}
+    if selector is not None:
+        svc["spec"]["selector"] = selector
+    return svc
+
+
+def test_a_service_with_a_spec_selector_gets_the_same_slice_as_an_annotated_one() -> None:
+    pods = [
+        pod("a", "127.0.1.1"),
+        pod("flat", "127.0.1.5", app="hal9-flat"),
+        pod("b", "127.0.1.2", ready=False),
+    ]
+    svc = selector_service({"app": "hal9-hierarchical", "hal9.ai/system": "hierarchical"})
+    assert es.managed(svc)
+    built = es.build_endpoint_slice(svc, pods)
+    assert built is not None
+    assert [e["addresses"] for e in built["endpoints"]] == [["127.0.1.1"]]
+    assert built["ports"] == [{"name": "web", "protocol": "TCP", "port": 8090}]  # "http", looked up
+    assert built["metadata"]["labels"][es.SERVICE_NAME_LABEL] == "hal9-hierarchical"
+    # Every term must match, as in a Service's selector.
+    narrower = selector_service({"app": "hal9-hierarchical", "tier": "web"})
+    narrowed = es.build_endpoint_slice(narrower, pods)
+    assert narrowed is not None
+    assert narrowed["endpoints"] == []
+
+
+def test_an_empty_or_missing_selector_manages_no_slice_and_the_annotation_wins_over_a_selector() -> None:
+    for svc in (selector_service(None), selector_service({})):
+        assert not es.managed(svc)
+        assert es.build_endpoint_slice(svc, [pod("a", "127.0.1.1")]) is None
+    both = selector_service({"app": "nothing-has-this"})
+    both["metadata"]["annotations"] = {es.SELECTOR_ANNOTATION: "app=hal9-hierarchical"}
+    built = es.build_endpoint_slice(both, [pod("a", "127.0.1.1")])
+    assert built is not None
+    assert [e["addresses"] for e in built["endpoints"]] == [["127.0.1.1"]]
