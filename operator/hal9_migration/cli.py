@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     seeder.add_argument("--count", type=int, required=True)
     seeder.add_argument("--seed", type=int, default=0, help="random seed (same seed, same data)")
 
+    shadow = commands.add_parser(
+        "shadow-proxy",
+        help="answer from flat, send a copy to hierarchical, compare the answers (the Shadow phase)",
+    )
+    from .shadow import config as shadow_config
+
+    shadow_config.add_arguments(shadow)
+
     cluster = commands.add_parser(
         "local-cluster",
         help="start a local control plane (etcd, kube-apiserver, controllers, a node agent running pods)",
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify-state":
             return state.verify_state(args.source, args.target)
         return state.seed_state(args.url, args.count, args.seed)
+    if args.command == "shadow-proxy":
+        return _shadow_proxy(args)
     from .testing import controlplane
 
     return controlplane.serve(args.workdir)
@@ -98,6 +108,19 @@ def _run(namespaces: list[str], liveness: str | None, verbose: bool) -> int:
         liveness_endpoint=liveness,
     )
     return 0
+
+
+def _shadow_proxy(args: argparse.Namespace) -> int:
+    from .shadow.config import ConfigError, from_arguments
+
+    try:
+        config = from_arguments(args)
+    except ConfigError as error:
+        print(f"hal9-migration shadow-proxy: error: {error}", file=sys.stderr)
+        return 2
+    from .shadow.server import run
+
+    return run(config)
 
 
 def _crd(output: Path | None) -> int:
