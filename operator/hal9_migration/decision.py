@@ -10,6 +10,7 @@ from . import phases
 from .controls import Control
 from .models import Hal9MigrationStatus, PositionRecord
 from .report import Event, Report
+from .shadowproxy import ProxyAction
 from .traffic.base import ObservedRouting, Routing
 
 
@@ -58,6 +59,7 @@ class Decision:
     requeue_after: float | None = None  # seconds until something falls due; None: nothing timed
     summary: str = ""
     state: StateAction | None = None
+    proxy: ProxyAction | None = None  # the shadow proxy: apply (create/update) or delete, after the route
 
 
 def decision_of(
@@ -67,6 +69,7 @@ def decision_of(
     consume: list[Control] | None = None,
     requeue_after: float | None = None,
     state: StateAction | None = None,
+    proxy: ProxyAction | None = None,
 ) -> Decision:
     return Decision(
         status=report.status,
@@ -77,6 +80,7 @@ def decision_of(
         requeue_after=requeue_after,
         summary=summary,
         state=state,
+        proxy=proxy,
     )
 
 

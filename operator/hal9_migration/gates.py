@@ -21,7 +21,14 @@ from typing import Protocol
 from . import analysis
 from .clock import later, parse_time
 from .conditions import timestamp
-from .models import AnalysisStatus, Hal9MigrationSpec, Phase, StateMigrationStatus, parse_duration
+from .models import (
+    AnalysisStatus,
+    Hal9MigrationSpec,
+    Phase,
+    ShadowMode,
+    StateMigrationStatus,
+    parse_duration,
+)
 from .phases import Position
 from .staterun import StateObservation, assess
 
@@ -51,6 +58,7 @@ class Evidence:
     analysis: AnalysisStatus | None = None  # after this pass's run, if one was made
     step_since: str | None = None  # when the current step began (the position record's ``since``)
     now: datetime | None = None
+    shadow_routed: bool = False  # the route object sends flat's share through a ready shadow proxy
 
 
 class Gate(Protocol):
@@ -109,6 +117,22 @@ class StateMigrated:
         return GateResult(self.name, Verdict(assessment.verdict), assessment.reason)
 
 
+class ShadowProxyRouted:
+    """Shadow in Proxy mode compares answers only while traffic goes through the proxy: numbers from
+    before it was routed, or from a proxy that has since gone, prove nothing now."""
+
+    name = "shadow-proxy"
+
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
+        if evidence.shadow_routed:
+            return GateResult(self.name, Verdict.PASS, "traffic goes through the shadow proxy")
+        return GateResult(
+            self.name,
+            Verdict.INCONCLUSIVE,
+            "flat's traffic does not go through the shadow proxy (see status.shadow), so nothing is compared",
+        )
+
+
 class Both:
     """Two gates in turn: the second is asked only once the first has passed."""
 
@@ -124,6 +148,8 @@ class Both:
 def gate_for(spec: Hal9MigrationSpec, position: Position) -> Gate:
     """The gate guarding the way out of ``position``."""
     metrics: Gate = AnalysisPassed() if analysis.configured(spec) else TimeOnly()
+    if position.phase is Phase.SHADOW and spec.phases.shadow.mode is ShadowMode.PROXY:
+        return Both(ShadowProxyRouted(), metrics)
     if position.phase is Phase.STATE_MIGRATION:
         return Both(StateMigrated(), metrics) if isinstance(metrics, AnalysisPassed) else StateMigrated()
     return metrics

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import analysiswatch, controls, kube, plan, statewatch, traffic
+from . import analysiswatch, controls, kube, plan, shadowproxy, shadowwatch, statewatch, traffic
 from .models import GROUP, PLURAL, VERSION, Hal9MigrationSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -134,18 +134,22 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
     present = controls.read(obj["metadata"].get("annotations"))
     uid = str(obj["metadata"].get("uid") or "")
     observed, router, route_obj, view, state, run = plan.Observed(), None, None, None, None, None
+    proxy: plan.ProxyView | None = None
     now = datetime.datetime.now(datetime.UTC)  # one clock for a pass, even when decided again
     if not isinstance(spec, str):
         refs = _references(memo, namespace, spec, generation)
         observed = plan.Observed(missing=refs.missing, forbidden=refs.forbidden)
         if not (refs.missing or refs.forbidden):
-            router = traffic.router_for(spec, namespace)
+            router = traffic.router_for(spec, namespace, shadowproxy.proxy_name(name))
             route_obj = kube.read_route(router)
             view = _route_view(router, route_obj, spec, namespace, name)
             memory = view.memory if isinstance(view, plan.RouteView) else None
             if plan.observes_state(spec, current, memory):
                 state = statewatch.observe(namespace, name, uid, spec, current.state_migration)
-            request = plan.analysis_due(spec, current, memory, now, namespace)
+            detour = view.observed.detour if isinstance(view, plan.RouteView) else None
+            if shadowproxy.observes(spec, current, detour):
+                proxy = shadowwatch.observe(namespace, name, uid)
+            request = plan.analysis_due(spec, current, memory, now, namespace, name)
             if request is not None:
                 run = analysiswatch.measure(namespace, spec, request, now)
 
@@ -161,6 +165,7 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
             controls=present,
             state=state,
             run=run,
+            proxy=proxy,
         )
 
     decision = decide(view)
@@ -181,6 +186,12 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
         refused = statewatch.act(namespace, name, uid, spec, decision.state)
         if refused and state is not None:
             state = dataclasses.replace(state, job_problem=refused)
+            decision = decide(view)
+    if decision.proxy is not None and not isinstance(spec, str):
+        # After the route write: a proxy is deleted only once no route object sends to it.
+        cannot = shadowwatch.act(namespace, name, uid, spec, decision.proxy)
+        if cannot and proxy is not None:
+            proxy = dataclasses.replace(proxy, problem=cannot)
             decision = decide(view)
     if decision.changed:
         kube.replace_status(obj, decision.status)
@@ -241,7 +252,8 @@ def _route_view(
         if isinstance(owner, str) and owner != name and kube.migration_exists(namespace, owner)
         else None
     )
-    shadow = traffic.Routing(0, spec.phases.shadow.mirror_percent, tuple(spec.targeting))
+    mirror = 0 if shadowproxy.in_use(spec) else spec.phases.shadow.mirror_percent
+    shadow = traffic.Routing(0, mirror, tuple(spec.targeting))
     return plan.RouteView(
         observed=routing,
         memory=plan.load_record(memory) if owner == name else None,

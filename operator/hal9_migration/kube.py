@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -24,6 +25,14 @@ REQUEST_TIMEOUT = (5, 30)
 # How many passes (each a few blocking API calls) may run at once; the handlers size their thread
 # pool to this. Beyond it, on 2 cores, more threads only queue on the CPU (measured: make bench-operator).
 PASS_THREADS = 16
+
+
+def refusal(error: ApiException) -> str:
+    """The API server's own words for a refused request (its Status message), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        return str(error.reason)
 
 
 class Conflict(Exception):
@@ -246,3 +255,92 @@ def job_pods(namespace: str, job: str) -> list[dict[str, Any]]:
         namespace, label_selector=f"batch.kubernetes.io/job-name={job}", _request_timeout=REQUEST_TIMEOUT
     )
     return cast(list[dict[str, Any]], _api().sanitize_for_serialization(pods.items))  # type: ignore[no-untyped-call]
+
+
+# --- the shadow proxy's Deployment and Service ------------------------------------------------------
+
+_KINDS = {"Deployment": "deployment", "Service": "service"}
+
+
+def _typed(kind: str) -> tuple[Any, str]:
+    """The typed API and the method suffix for one of the proxy's kinds."""
+    api = kubernetes.client.AppsV1Api(_api()) if kind == "Deployment" else kubernetes.client.CoreV1Api(_api())
+    return api, f"namespaced_{_KINDS[kind]}"
+
+
+def read_owned(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A Deployment or Service as stored, or None when there is none."""
+    api, suffix = _typed(kind)
+    try:
+        obj = getattr(api, f"read_{suffix}")(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], _api().sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
+
+class Foreign(Exception):
+    """An object of the wanted name exists and belongs to someone else: it is never overwritten."""
+
+
+def apply_owned(manifest: dict[str, Any], hash_annotation: str) -> bool:
+    """Create the object, or replace it when its ``hash_annotation`` differs from the manifest's (a
+    spec change, or a hand edit that changed the annotation); returns whether anything was written.
+    Raises Foreign when the live object is not owned by the manifest's owner."""
+    kind, meta = manifest["kind"], manifest["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    api, suffix = _typed(kind)
+    live = read_owned(kind, namespace, name)
+    if live is None:
+        try:
+            getattr(api, f"create_{suffix}")(namespace, manifest, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as error:
+            if error.status != 409:  # made by a pass that did not see it yet: the next pass compares
+                raise
+        return True
+    owners = {ref["uid"] for ref in meta.get("ownerReferences", [])}
+    if not owners & {ref.get("uid") for ref in live["metadata"].get("ownerReferences") or []}:
+        raise Foreign(f"{kind} {namespace}/{name} exists and is not this migration's; rename or remove it")
+    wanted = meta.get("annotations", {}).get(hash_annotation)
+    if (live["metadata"].get("annotations") or {}).get(hash_annotation) == wanted:
+        return False
+    update = {**manifest, "metadata": {**meta, "resourceVersion": live["metadata"]["resourceVersion"]}}
+    if kind == "Service":  # allocated once, immutable: carried over
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            if key in live.get("spec", {}):
+                update["spec"] = {**update["spec"], key: live["spec"][key]}
+    try:
+        getattr(api, f"replace_{suffix}")(name, namespace, update, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as error:
+        if error.status == 409:
+            raise Conflict(f"{kind} {namespace}/{name} changed while the operator updated it") from error
+        raise
+    return True
+
+
+def delete_owned(kind: str, namespace: str, name: str) -> bool:
+    """Delete the object (foreground for a Deployment, so its pods go with it); False if it was gone."""
+    api, suffix = _typed(kind)
+    try:
+        getattr(api, f"delete_{suffix}")(
+            name, namespace, propagation_policy="Foreground", _request_timeout=REQUEST_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def ready_endpoints(namespace: str, service: str) -> int:
+    """How many ready endpoints the Service's EndpointSlices list (what a data plane sends to)."""
+    slices = kubernetes.client.DiscoveryV1Api(_api()).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={service}", _request_timeout=REQUEST_TIMEOUT
+    )
+    return sum(
+        1
+        for item in slices.items
+        for endpoint in item.endpoints or []
+        if endpoint.conditions is None or endpoint.conditions.ready is not False
+    )

@@ -7,9 +7,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from . import analysis, autorollback, conditions, gates, phases, rollback, statesteps
+from . import (
+    analysis,
+    autorollback,
+    conditions,
+    controlsteps,
+    gates,
+    phases,
+    rollback,
+    shadowproxy,
+    statesteps,
+)
 from .clock import later, parse_time, timestamp_ms
-from .controls import Control, Verb
+from .controls import Control
 from .decision import Decision, RouteView, RouteWrite, StateAction, decision_of, standing
 from .flags import targeting_at
 from .halts import ABORTED, AUTO_ROLLED_BACK, DEADLINE_EXCEEDED, STATE_FAILED
@@ -56,6 +66,7 @@ class Pass:
         journal: Journal,
         state: StateObservation | None,
         run: analysis.Run | None,
+        proxy: shadowproxy.ProxyView | None = None,
     ) -> None:
         self.spec, self.generation, self.current, self.route = spec, generation, current, route
         self.present, self.name, self.now, self.journal = present, name, now, journal
@@ -74,13 +85,17 @@ class Pass:
         self.health = current.health
         self.rollback = current.rollback
         self.spec_hash = rollback.spec_hash(spec)
+        self.proxy_seen = proxy
+        # Flat's share goes through a ready shadow proxy now (Shadow's gate in Proxy mode wants it).
+        self.shadow_routed = route.observed.detour is not None and proxy is not None and proxy.ready
+        self.proxy_plan = shadowproxy.ProxyPlan(None, None, None)
 
     # --- the pass --------------------------------------------------------------------------------
 
     def run(self) -> Decision:
         record = self._where_the_route_stands()
         autorollback.end_stale_halt(self)
-        self._apply_controls(record)
+        controlsteps.apply_controls(self)
         autorollback.hold_failed_spec(self)
         autorollback.analyse(self, record)
         here = phases.at(record)
@@ -98,14 +113,40 @@ class Pass:
             )
         state_action = statesteps.state_job(self, new_record, target)
         statesteps.add_late_error(self)
+        self.proxy_plan = shadowproxy.plan(
+            self.spec, self.name, new_record, self.halt, self.proxy_seen, self.route.observed.detour, self.now
+        )
         write = None
         if new_record is not None:
             held = tuple(new_record.held) if new_record.generation == self.generation else ()
             there = phases.at(new_record)
-            write = RouteWrite(
-                Routing(there.weight, there.mirror, targeting_at(self.spec, there, held)), new_record
+            routing = Routing(
+                there.weight,
+                shadowproxy.route_mirror(self.spec, there),
+                targeting_at(self.spec, there, held),
+                self.proxy_plan.detour,
             )
+            self._note_detour(there, routing.detour)
+            write = RouteWrite(routing, new_record)
         return self._decision(new_record, outcome, write, state_action)
+
+    def _note_detour(self, there: Position, detour: str | None) -> None:
+        """History says when flat's traffic starts or stops going through the shadow proxy in Shadow
+        (leaving Shadow says so itself)."""
+        before = self.route.observed.detour
+        if there.phase is not Phase.SHADOW or detour == before:
+            return
+        if detour is not None:
+            self.journal.record(
+                "ShadowProxyRouted",
+                f"Flat's traffic goes through the shadow proxy {detour}, which compares the answers",
+            )
+        else:
+            self.journal.record(
+                "ShadowProxyBypassed",
+                f"The shadow proxy {before} is not ready: traffic goes straight to flat, nothing is compared",
+                warning=True,
+            )
 
     def _where_the_route_stands(self) -> PositionRecord | None:
         """The route's own record when it is newer than status (a status write was lost), else status's."""
@@ -131,53 +172,6 @@ class Pass:
                 self.controls.consumed[verb] = value
             return memory
         return known
-
-    def _apply_controls(self, record: PositionRecord | None) -> None:
-        present_verbs = {c.verb.value for c in self.present}
-        for verb in [v for v in self.controls.consumed if v not in present_verbs]:
-            del self.controls.consumed[verb]  # seen removed: a new annotation with this value acts again
-        for control in self.present:
-            self.consume.append(control)
-            if self.controls.consumed.get(control.verb.value) == control.value:
-                continue  # acted on already; only its removal was lost
-            self.controls.consumed[control.verb.value] = control.value
-            self._act(control, record)
-
-    def _act(self, control: Control, record: PositionRecord | None) -> None:
-        actor, journal = control.actor, self.journal
-        if control.verb is Verb.PAUSE:
-            self.controls.paused_by = actor
-            journal.record("Paused", "Paused by annotation: no step will be taken until resume", actor=actor)
-        elif control.verb is Verb.RESUME:
-            self.controls.paused_by = None
-            still = " (spec.paused still holds it)" if self.spec.paused else ""
-            journal.record("Resumed", f"Resumed by annotation{still}", actor=actor)
-        elif control.verb is Verb.ABORT:
-            self.aborted_by = actor
-            self.halt = self._halt(
-                ABORTED, f"Aborted by {actor}: all traffic to flat; retry or change the spec to go on"
-            )
-            journal.record(
-                ABORTED,
-                "Abort requested: all traffic goes back to flat and the migration holds",
-                actor=actor,
-                warning=True,
-            )
-        elif control.verb is Verb.RETRY:
-            if self.rollback is not None and self.rollback.retried_by is None:
-                self.rollback = self.rollback.model_copy(update={"retried_by": actor})
-                if self.analysis is not None:
-                    self.analysis = self.analysis.model_copy(update={"consecutive_failures": 0})
-            if self.halt is not None:
-                journal.record("Retried", f"Retry ends the {self.halt.reason} stop", actor=actor)
-            else:
-                journal.record(
-                    "Retried", "Retry: nothing was stopped; the deadline clock restarts", actor=actor
-                )
-            self.halt = None
-            self.gate = None  # the deadline counts again from now
-        elif control.verb is Verb.PROMOTE:
-            self.promote = control
 
     # --- choosing the step -------------------------------------------------------------------------
 
@@ -266,7 +260,11 @@ class Pass:
             if seen is not None and seen.job_problem:
                 return self._resync(record, here), Outcome("halted", JOB_REJECTED, seen.job_problem)
         evidence = gates.Evidence(
-            state=self.state_seen, analysis=self.analysis, step_since=record.since, now=self.now
+            state=self.state_seen,
+            analysis=self.analysis,
+            step_since=record.since,
+            now=self.now,
+            shadow_routed=self.shadow_routed,
         )
         result = gates.gate_for(self.spec, here).check(self.spec, here, evidence)
         if result.gate == gates.StateMigrated.name and result.verdict is gates.Verdict.FAIL:
@@ -414,7 +412,7 @@ class Pass:
         if record is None or self.frozen:
             return record
         seen = self.route.observed
-        if (seen.weight, seen.mirror) != (record.weight, record.mirror):
+        if (seen.weight, seen.mirror) != (record.weight, shadowproxy.route_mirror(self.spec, here)):
             self.journal.record(
                 "RouteRestored",
                 f"The route object held weight {seen.weight}%, mirror {seen.mirror}%; "
@@ -426,10 +424,7 @@ class Pass:
         return record
 
     def _halt(self, reason: str, message: str) -> Halt:
-        """A stop of this generation: a retry or a new spec ends it."""
-        return Halt(
-            reason=reason, message=message, generation=self.generation, time=conditions.timestamp(self.now)
-        )
+        return controlsteps.halt_now(self, reason, message)
 
     def _ignore_promote(self, why: str) -> None:
         if self.promote is not None:
@@ -479,6 +474,7 @@ class Pass:
             "analysis": self.analysis,
             "health": autorollback.health_now(self, record),
             "rollback": self.rollback,
+            "shadow": self.proxy_plan.status,
         }
         current = self.current.model_copy(update=update)
         degraded = degraded_condition(self.analysis, self.halt, self.spec.analysis.failure_limit)
@@ -490,9 +486,20 @@ class Pass:
             requeue = max(0.0, (outcome.due - self.now).total_seconds())
         elif outcome.state == "moving":
             requeue = 0.0
-        for poll in (statesteps.state_poll(self, record), autorollback.analysis_poll(self, record)):
+        polls = (
+            statesteps.state_poll(self, record),
+            autorollback.analysis_poll(self, record),
+            shadowproxy.poll_seconds(self.proxy_plan),
+        )
+        for poll in polls:
             if poll is not None:
                 requeue = poll if requeue is None else min(requeue, poll)
         return decision_of(
-            report, f"{outcome.reason}: {outcome.message}", write, self.consume, requeue, state
+            report,
+            f"{outcome.reason}: {outcome.message}",
+            write,
+            self.consume,
+            requeue,
+            state,
+            self.proxy_plan.action,
         )

@@ -25,6 +25,7 @@ from .inputs import load_record, load_status, parse_spec, references
 from .models import Hal9MigrationSpec, Hal9MigrationStatus, PositionRecord
 from .passes import Pass
 from .report import Event, Journal, finish, paused_condition, stalled
+from .shadowproxy import ProxyView
 from .staterun import StateObservation
 from .statesteps import observes_state
 from .traffic.base import RouteProblem
@@ -42,10 +43,12 @@ def decide(
     controls: Sequence[Control] = (),
     state: StateObservation | None = None,
     run: analysis.Run | None = None,
+    proxy: ProxyView | None = None,
 ) -> Decision:
     """One pass: what the status should say now, and what the route object should hold.
 
-    ``run`` is the analysis run the edge made because ``analysis_due`` asked for it (None: none)."""
+    ``run`` is the analysis run the edge made because ``analysis_due`` asked for it (None: none);
+    ``proxy`` the shadow proxy as found (None: not looked at, as when it is not in use)."""
     journal = Journal(now)
     if isinstance(spec, str):
         paused = Desired("Paused", "Unknown", "InvalidSpec", "The spec cannot be read")
@@ -58,7 +61,7 @@ def decide(
         report = finish(current, generation, now, journal, stalled(reason, message), paused_now)
         return decision_of(report, reason)
     assert isinstance(route, RouteView)  # _problem() reports anything else
-    return Pass(spec, generation, current, route, list(controls), name, now, journal, state, run).run()
+    return Pass(spec, generation, current, route, list(controls), name, now, journal, state, run, proxy).run()
 
 
 def _problem(observed: Observed, route: RouteView | RouteProblem | None) -> tuple[str, str] | None:
@@ -89,11 +92,12 @@ def analysis_due(
     memory: PositionRecord | None,
     now: datetime,
     namespace: str,
+    name: str,
 ) -> analysis.Request | None:
     """The analysis run the edge must make before this pass, or None."""
     if isinstance(spec, str):
         return None
-    return analysis.due(spec, status.analysis, standing(status, memory), now, namespace)
+    return analysis.due(spec, status.analysis, standing(status, memory), now, namespace, name)
 
 
 # The edge reads its inputs through the plan, the one entry point of the decision core.
@@ -101,6 +105,7 @@ __all__ = [
     "Decision",
     "Event",
     "Observed",
+    "ProxyView",
     "RouteView",
     "RouteWrite",
     "StateAction",

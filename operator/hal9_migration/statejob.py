@@ -37,6 +37,18 @@ def job_name(migration: str, uid: str, attempt: int) -> str:
     return f"{prefix or 'h9m'}{suffix}"
 
 
+def owner_reference(migration: str, uid: str) -> dict[str, Any]:
+    """The Hal9Migration as the controlling owner of an object it makes: deleting it deletes them."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": migration,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def migration_label(migration: str) -> str:
     """The migration's name as a label value (63 characters at most, else a digest of it)."""
     if len(migration) <= 63 and "." not in migration:
@@ -85,16 +97,7 @@ def build_job(
             "name": name,
             "namespace": namespace,
             "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": KIND,
-                    "name": migration,
-                    "uid": uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(migration, uid)],
         },
         "spec": job_spec,
     }

@@ -66,7 +66,7 @@ def act(namespace: str, name: str, uid: str, spec: Hal9MigrationSpec, action: St
             kube.suspend_job(namespace, job, suspend=action.verb == "suspend")
     except ApiException as error:
         if error.status in (400, 403, 422):
-            return f"the API server refused to {action.verb} Job {namespace}/{job}: {_api_reason(error)}"
+            return f"the API server refused to {action.verb} Job {namespace}/{job}: {kube.refusal(error)}"
         raise
     return ""
 
@@ -134,12 +134,3 @@ def _scrub(text: str, urls: list[str]) -> str:
     for url in urls:
         text = stores.scrub(text, url)
     return text
-
-
-def _api_reason(error: ApiException) -> str:
-    import json
-
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except ValueError:
-        return str(error.reason)

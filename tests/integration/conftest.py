@@ -192,3 +192,22 @@ def prometheus(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Any
     from tests.support.traffic import running_prometheus
 
     yield from running_prometheus(cluster, namespace, tmp_path)
+
+
+@pytest.fixture
+def scenario(
+    cluster: Cluster,
+    namespace: str,
+    dataplane: Any,
+    prometheus: Any,
+    standins: Any,
+    operator: OperatorProcess,
+) -> Iterator[Any]:
+    """A whole migration on real traffic (``tests.support.scenario``), stopped after the test."""
+    from tests.support.scenario import Scenario
+
+    found = Scenario(cluster, namespace, dataplane, prometheus, standins, operator)
+    try:
+        yield found
+    finally:
+        found.stop()

@@ -6,41 +6,19 @@ operator advances, holds or rolls back on what it reads.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from hal9_migration.controls import Verb, annotation
-from hal9_migration.testing.dataplane import DataPlane
 from hal9_migration.testing.loadgen import LoadGenerator
-from hal9_migration.testing.prometheus import Prometheus
-from tests.integration.conftest import Cluster, OperatorProcess, wait_until
+from tests.integration.conftest import wait_until
 from tests.support.scenario import FAILURE_LIMIT, INTERVAL_SECONDS, Scenario, build_migration
-from tests.support.traffic import (
-    Standins,
-)
 
 IMMEDIATE = {"strategy": "Immediate"}
 # The operator must have reverted within failureLimit runs after the first failing scrape, plus one
 # interval for the run that first sees it (the bound).
 ROLLBACK_BOUND = FAILURE_LIMIT * INTERVAL_SECONDS + INTERVAL_SECONDS
-
-
-@pytest.fixture
-def scenario(
-    cluster: Cluster,
-    namespace: str,
-    dataplane: DataPlane,
-    prometheus: Prometheus,
-    standins: Standins,
-    operator: OperatorProcess,
-) -> Iterator[Scenario]:
-    found = Scenario(cluster, namespace, dataplane, prometheus, standins, operator)
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 def history(scenario: Scenario) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from tests.support.routes import RouteRecorder, router_config, sample_route
 
 NAME = "flat-to-hierarchical"
 FAST = {
-    "shadow": {"duration": "2s", "mirrorPercent": 100},
+    "shadow": {"duration": "2s", "mirrorPercent": 100, "mode": "Mirror"},
     "canary": {"steps": [1, 5, 10, 25], "stepDuration": "1s"},
     "rampUp": {"steps": [50, 75, 90], "stepDuration": "1s"},
 }
@@ -36,7 +36,7 @@ def manifest(router: str = "istio", name: str = NAME, **spec: Any) -> dict[str, 
     obj["spec"].pop("analysis", None)
     obj["spec"].update({"phases": FAST, "trafficRouter": router_config(router), "progressDeadline": "5m"})
     if router == "smi":
-        obj["spec"]["phases"] = {**FAST, "shadow": {"duration": "2s", "mirrorPercent": 0}}
+        obj["spec"]["phases"] = {**FAST, "shadow": {"duration": "2s", "mirrorPercent": 0, "mode": "Mirror"}}
         obj["spec"]["targeting"] = []
     obj["spec"].update(spec)
     obj["spec"] = {k: v for k, v in obj["spec"].items() if v is not None}
@@ -191,7 +191,7 @@ def test_sigkilled_ten_times_it_never_skips_or_repeats_a_step(
     steps = list(range(1, 21))
     phases = {
         **FAST,
-        "shadow": {"duration": "1s", "mirrorPercent": 100},
+        "shadow": {"duration": "1s", "mirrorPercent": 100, "mode": "Mirror"},
         "canary": {"steps": steps, "stepDuration": "1s"},
     }
     apply(cluster, world, manifest(phases=phases, trafficSplit=20))
@@ -375,7 +375,7 @@ def test_control_annotations_act_once_and_never_touch_the_spec(
 ) -> None:
     slow = {
         **FAST,
-        "shadow": {"duration": "1h", "mirrorPercent": 100},
+        "shadow": {"duration": "1h", "mirrorPercent": 100, "mode": "Mirror"},
         "canary": {"steps": [1, 5, 10], "stepDuration": "2s"},
     }
     apply(cluster, world, manifest(trafficSplit=10, phases=slow))

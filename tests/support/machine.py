@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from hal9_migration import analysis, controls, plan
+from hal9_migration import analysis, controls, plan, shadowproxy
 from hal9_migration.statemigration.stores.base import RunReport
 from hal9_migration.staterun import JobView, StateObservation
 from hal9_migration.traffic.base import ObservedRouting
@@ -25,6 +25,31 @@ class Route:
     mirror: int = 0
     targeting: tuple[str, ...] = ()
     record: dict[str, Any] | None = None  # the operator's position record, as on the annotation
+    detour: str | None = None  # the shadow proxy Service in flat's place
+
+
+@dataclass
+class ProxyWorld:
+    """The shadow proxy's edge in memory: made on the first apply, ready on the next (when it starts)."""
+
+    exists: bool = False
+    ready: bool = False
+    starts: bool = True  # False: a proxy that never gets a ready endpoint
+    actions: list[str] = field(default_factory=list)
+    observed: int = 0
+
+    def observe(self) -> plan.ProxyView:
+        self.observed += 1
+        return plan.ProxyView(exists=self.exists, ready=self.ready)
+
+    def apply(self, action: str) -> None:
+        self.actions.append(action)
+        if action == "delete":
+            self.exists = self.ready = False
+        elif self.exists:
+            self.ready = self.starts
+        else:
+            self.exists = True
 
 
 @dataclass
@@ -71,6 +96,7 @@ class World:
     state: StateWorld = field(default_factory=StateWorld)
     metrics: analysis.NoopProvider = field(default_factory=analysis.NoopProvider)
     runs: list[analysis.Run] = field(default_factory=list)
+    proxy: ProxyWorld = field(default_factory=ProxyWorld)
 
     def edit(self, **changes: Any) -> None:
         """A spec change (kubectl apply / git revert): a new generation."""
@@ -80,16 +106,20 @@ class World:
     def step(self, seconds: float = 0) -> plan.Decision:
         self.now += timedelta(seconds=seconds)
         record = plan.load_record(self.route.record) if self.route.record else None
-        view = plan.RouteView(
-            ObservedRouting(self.route.weight, self.route.mirror, self.route.targeting), memory=record
+        observed = ObservedRouting(
+            self.route.weight, self.route.mirror, self.route.targeting, detour=self.route.detour
         )
+        view = plan.RouteView(observed, memory=record)
         spec, status = plan.parse_spec(self.spec), plan.load_status(self.status)
         seen = None
         if plan.observes_state(spec, status, record):
             attempt = status.state_migration.attempt if status.state_migration else 1
             seen = self.state.observe(attempt)
+        proxy = None
+        if not isinstance(spec, str) and shadowproxy.observes(spec, status, self.route.detour):
+            proxy = self.proxy.observe()
         run = None
-        request = plan.analysis_due(spec, status, record, self.now, "hal9")
+        request = plan.analysis_due(spec, status, record, self.now, "hal9", self.name)
         if request is not None:
             run = analysis.measure(self.metrics, request, self.now)
             self.runs.append(run)
@@ -104,6 +134,7 @@ class World:
             controls=controls.read(self.annotations),
             state=seen,
             run=run,
+            proxy=proxy,
         )
         if decision.state is not None:
             self.state.apply(decision.state)
@@ -120,9 +151,12 @@ class World:
                 routing.mirror,
                 targeting,
                 decision.route.record.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                routing.detour,
             )
             if (routing.weight, routing.mirror) != before:
                 self.writes.append((routing.weight, routing.mirror))
+        if decision.proxy is not None:  # after the route write, as the edge does
+            self.proxy.apply(decision.proxy)
         self.status = decision.status
         for control in decision.consume:
             key = controls.annotation(control.verb)

@@ -51,7 +51,8 @@ def build_route(namespace: str, parent: dict[str, str]) -> dict[str, Any]:
 
 
 PHASES = {
-    "shadow": {"duration": "4s", "mirrorPercent": 100, "maxLatencyRatio": LATENCY_RATIO},
+    # The mesh mirror (Envoy's RequestMirror); test_shadow_traffic.py covers the shadow proxy.
+    "shadow": {"duration": "4s", "mirrorPercent": 100, "maxLatencyRatio": LATENCY_RATIO, "mode": "Mirror"},
     "canary": {"steps": [10, 25], "stepDuration": "4s"},
 }
 
@@ -96,6 +97,7 @@ class RouteVersion:
     hierarchical: int
     mirrored: bool
     targeting: bool  # the operator's match rule for beta-users is there
+    detour: str | None = None  # the Service in flat's place when it is not flat (the shadow proxy)
 
 
 def route_version(obj: dict[str, Any], at: float, wall: float) -> RouteVersion:
@@ -104,8 +106,10 @@ def route_version(obj: dict[str, Any], at: float, wall: float) -> RouteVersion:
     weights = {b["name"]: b.get("weight", 1) for b in primary.get("backendRefs", [])}
     mirrored = any(f.get("type") == "RequestMirror" for f in primary.get("filters") or [])
     targeting = any(r is not primary and "beta" in json.dumps(r.get("matches", [])) for r in rules)
-    flat, hierarchical = weights.get("hal9-flat", 0), weights.get("hal9-hierarchical", 0)
-    return RouteVersion(at, wall, flat, hierarchical, mirrored, targeting)
+    hierarchical = weights.pop("hal9-hierarchical", 0)
+    (flat_slot, flat), *_ = weights.items()
+    detour = None if flat_slot == "hal9-flat" else flat_slot
+    return RouteVersion(at, wall, flat, hierarchical, mirrored, targeting, detour)
 
 
 @dataclass
@@ -153,11 +157,12 @@ class RouteWatch:
     def _see(self, obj: dict[str, Any]) -> None:
         version = route_version(obj, time.monotonic(), time.time())
         last = self.versions[-1] if self.versions else None
-        if last is None or (last.flat, last.hierarchical, last.mirrored, last.targeting) != (
+        if last is None or (last.flat, last.hierarchical, last.mirrored, last.targeting, last.detour) != (
             version.flat,
             version.hierarchical,
             version.mirrored,
             version.targeting,
+            version.detour,
         ):
             self.versions.append(version)
 
@@ -222,8 +227,12 @@ class Scenario:
 
     def set_errors(self, rate: float) -> None:
         """One real rollout of the hierarchical Deployment with the stand-in's error-rate knob."""
+        self.set_knob("HAL9_ERROR_RATE", rate)
+
+    def set_knob(self, knob: str, value: float) -> None:
+        """One real rollout of the hierarchical Deployment with one of the stand-in's knobs set."""
         self.cluster.kubectl(
-            "set", "env", "-n", self.namespace, "deployment/hal9-hierarchical", f"HAL9_ERROR_RATE={rate}"
+            "set", "env", "-n", self.namespace, "deployment/hal9-hierarchical", f"{knob}={value}"
         )
         self.cluster.kubectl(
             "rollout",

@@ -25,7 +25,7 @@ def spec(**changes: Any) -> dict[str, Any]:
     base = copy.deepcopy(load_sample("flat-to-hierarchical")["spec"])
     base.pop("analysis")
     base["phases"] = {
-        "shadow": {"duration": "10s", "mirrorPercent": 100},
+        "shadow": {"duration": "10s", "mirrorPercent": 100, "mode": "Mirror"},
         "canary": {"steps": [1, 5, 10, 25], "stepDuration": "5s"},
         "rampUp": {"steps": [50, 75, 90], "stepDuration": "5s"},
     }

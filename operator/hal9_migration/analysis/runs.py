@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..clock import later, parse_time, timestamp_ms
-from ..models import AnalysisStatus, CheckResult, Hal9MigrationSpec, Phase, PositionRecord, parse_duration
+from ..models import (
+    AnalysisStatus,
+    CheckResult,
+    Hal9MigrationSpec,
+    Phase,
+    PositionRecord,
+    ShadowMode,
+    parse_duration,
+)
 from .base import MetricProvider, Sample
 from .signals import NamedQuery, queries
 from .verdicts import Evaluation, Measured, evaluate
@@ -62,6 +70,7 @@ def due(
     record: PositionRecord | None,
     now: datetime,
     namespace: str,
+    migration: str,
 ) -> Request | None:
     """The run to make now, or None: no analysis, nothing reaches hierarchical, or not yet time."""
     if not configured(spec) or record is None or record.phase is None:
@@ -71,7 +80,8 @@ def due(
     next_at = next_run(spec, last)
     if next_at is not None and now < next_at:
         return None
-    return Request(record.phase, record.since, queries(spec, namespace))
+    proxy = record.phase is Phase.SHADOW and spec.phases.shadow.mode is ShadowMode.PROXY
+    return Request(record.phase, record.since, queries(spec, namespace, migration, proxy))
 
 
 def next_run(spec: Hal9MigrationSpec, last: AnalysisStatus | None) -> datetime | None:

@@ -5,6 +5,10 @@ The defaults read HAL9's own metric names (``hal9_requests_total``, ``hal9_error
 ``hal9_request_duration_seconds`` by ``system``) and, for CPU and memory, cAdvisor's container
 metrics over kube-state-metrics' limits, the usual pair in a cluster. ``spec.analysis.queries``
 replaces any of them where a cluster's names or labels differ.
+
+In Shadow with the shadow proxy (``phases.shadow.mode: Proxy``), the proxy measures both systems
+from the same place: output parity is its divergence score over the requests it compared, and both
+p99 latencies are its own per-system histograms (so the latency ratio compares like with like).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ P99 = "p99-ms"
 FLAT_P99 = "flat-p99-ms"
 CPU = "cpu-percent"
 MEMORY = "memory-percent"
+OUTPUT_PARITY = "output-parity"
 
 _HAL9 = '{{namespace="{{{{ namespace }}}}",system="{system}"}}'
 
@@ -56,6 +61,26 @@ DEFAULTS: dict[str, str] = {
     ),
 }
 
+_PROXY = 'namespace="{{ namespace }}",migration="{{ migration }}"'
+
+
+def _proxy_p99(system: str) -> str:
+    return (
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(hal9_shadow_upstream_duration_seconds_bucket"
+        f'{{{_PROXY},system="{system}"}}[{{{{ window }}}}])))'
+    )
+
+
+# The shadow proxy's measurements (``hal9_migration.shadow``), used in Shadow in Proxy mode.
+PROXY_DEFAULTS: dict[str, str] = {
+    OUTPUT_PARITY: (
+        f"1 - sum(increase(hal9_shadow_divergence_score_total{{{_PROXY}}}[{{{{ window }}}}])) / "
+        f"sum(increase(hal9_shadow_compared_total{{{_PROXY}}}[{{{{ window }}}}]))"
+    ),
+    P99: _proxy_p99("hierarchical"),
+    FLAT_P99: _proxy_p99("flat"),
+}
+
 _VARIABLE = re.compile(r"\{\{ *([A-Za-z]+) *\}\}")
 
 
@@ -70,11 +95,12 @@ def prometheus_duration(text: str) -> str:
     return f"{max(1, int(parse_duration(text).total_seconds()))}s"
 
 
-def render(query: str, spec: Hal9MigrationSpec, namespace: str) -> str:
+def render(query: str, spec: Hal9MigrationSpec, namespace: str, migration: str) -> str:
     """``query`` with its ``{{ variables }}`` filled in (the models refuse unknown ones)."""
     analysis = spec.analysis
     values = {
         "namespace": namespace,
+        "migration": migration,
         "flatService": spec.flat.service,
         "hierarchicalService": spec.hierarchical.service,
         "flatDeployment": spec.flat.deployment,
@@ -84,8 +110,9 @@ def render(query: str, spec: Hal9MigrationSpec, namespace: str) -> str:
     return _VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), query)
 
 
-def queries(spec: Hal9MigrationSpec, namespace: str) -> list[NamedQuery]:
-    """Every query of one run: HAL9's five signals, then the user's checks, in order."""
+def queries(spec: Hal9MigrationSpec, namespace: str, migration: str, proxy: bool = False) -> list[NamedQuery]:
+    """Every query of one run: HAL9's five signals (with ``proxy``, parity and the two p99s from the
+    shadow proxy), then the user's checks, in order."""
     custom = spec.analysis.queries
     overrides = {
         ERROR_RATE: custom.error_rate,
@@ -94,8 +121,9 @@ def queries(spec: Hal9MigrationSpec, namespace: str) -> list[NamedQuery]:
         CPU: custom.cpu_percent,
         MEMORY: custom.memory_percent,
     }
-    signals = [
-        NamedQuery(name, render(overrides[name] or text, spec, namespace)) for name, text in DEFAULTS.items()
-    ]
-    checks = [NamedQuery(m.name, render(m.query, spec, namespace)) for m in spec.analysis.metrics]
+    chosen = {name: overrides[name] or text for name, text in DEFAULTS.items()}
+    if proxy:
+        chosen.update(PROXY_DEFAULTS)
+    signals = [NamedQuery(name, render(text, spec, namespace, migration)) for name, text in chosen.items()]
+    checks = [NamedQuery(m.name, render(m.query, spec, namespace, migration)) for m in spec.analysis.metrics]
     return signals + checks

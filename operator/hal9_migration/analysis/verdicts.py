@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .. import health
-from ..models import CheckResult, Hal9MigrationSpec, HealthStatus, Inconclusive, Phase
+from ..models import CheckResult, Hal9MigrationSpec, HealthStatus, Inconclusive, Phase, ShadowMode
 from .base import Sample
-from .signals import CPU, ERROR_RATE, FLAT_P99, MEMORY, P99
+from .signals import CPU, ERROR_RATE, FLAT_P99, MEMORY, OUTPUT_PARITY, P99
 
 LATENCY_RATIO = "latency-ratio"
 HEALTH_SCORE = "health-score"
 PARITY_NOTE = (
-    "output-parity is not measured: a mesh mirror discards hierarchical's answers, so nothing is compared"
+    "output-parity is not measured: a mesh mirror discards hierarchical's answers, so nothing is "
+    "compared (phases.shadow.mode: Proxy compares them)"
 )
 
 TriggerState = Literal["firing", "clear", "unknown"]
@@ -88,9 +89,16 @@ def gate_bounds(spec: Hal9MigrationSpec, phase: Phase | None) -> list[Bound]:
     error = Bound(ERROR_RATE, None, p.canary.max_error_rate, "phases.canary.maxErrorRate", strict=True)
     own: list[Bound] = []
     if phase is Phase.SHADOW:
-        # DESIGN's Shadow gate is parity and latency; while parity is not measured (a mesh mirror),
-        # the error rate on the mirrored requests stands in: never start a canary on a failing system.
-        own = [error, Bound(LATENCY_RATIO, None, p.shadow.max_latency_ratio, "phases.shadow.maxLatencyRatio")]
+        latency = Bound(LATENCY_RATIO, None, p.shadow.max_latency_ratio, "phases.shadow.maxLatencyRatio")
+        if p.shadow.mode is ShadowMode.PROXY:  # DESIGN's Shadow gate: parity and latency
+            own = [
+                Bound(OUTPUT_PARITY, p.shadow.min_output_parity, None, "phases.shadow.minOutputParity"),
+                latency,
+            ]
+        else:
+            # Parity is not measured behind a mesh mirror: the error rate on the mirrored requests
+            # stands in for it (never start a canary on a failing system).
+            own = [error, latency]
     elif phase in (Phase.CANARY, Phase.STATE_MIGRATION):
         own = [error, Bound(P99, None, p.canary.max_p99_ms, "phases.canary.maxP99Ms", strict=True)]
     elif phase is Phase.RAMP_UP:
@@ -136,7 +144,8 @@ def evaluate(spec: Hal9MigrationSpec, phase: Phase | None, measured: list[Measur
         state = "firing" if fail_on_unknown else "unknown"
     else:
         state = "clear"
-    notes = [PARITY_NOTE] if phase is Phase.SHADOW else []
+    mirrored = phase is Phase.SHADOW and spec.phases.shadow.mode is ShadowMode.MIRROR
+    notes = [PARITY_NOTE] if mirrored else []
     return Evaluation(checks, verdict, message, triggers, state, health_now, notes)
 
 
@@ -166,12 +175,13 @@ def _health(samples: dict[str, Sample]) -> HealthStatus:
         sample = samples.get(name)
         return sample.value if sample is not None else None
 
-    result = health.score(value(ERROR_RATE), value(CPU), value(MEMORY), None)
+    result = health.score(value(ERROR_RATE), value(CPU), value(MEMORY), value(OUTPUT_PARITY))
     return HealthStatus(
         score=result.score,
         error_rate=value(ERROR_RATE),
         cpu_percent=value(CPU),
         memory_percent=value(MEMORY),
+        parity=value(OUTPUT_PARITY),
         reason=result.reason or None,
     )
 

@@ -19,11 +19,81 @@ class WorkloadRef(Model):
     deployment: DNS1123Subdomain = Field(description="Name of the Deployment in the migration's namespace.")
 
 
+class ShadowMode(StrEnum):
+    """How hierarchical gets its copy of the traffic in Shadow."""
+
+    PROXY = "Proxy"  # the operator's shadow proxy sends each request to both and compares the answers
+    MIRROR = "Mirror"  # the mesh mirrors requests; the mirrored answers are discarded, nothing compared
+
+
+_JSON_PATH = r"^[^.\s]+(\.[^.\s]+)*$"
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+JsonPath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=_JSON_PATH,
+        description="A dotted path into a JSON answer, e.g. meta.requestId.",
+    ),
+]
+HeaderName = Annotated[str, Field(min_length=1, max_length=256, pattern=_HEADER_NAME)]
+
+
+class ShadowProxy(Model):
+    """The shadow proxy the operator runs during Shadow in Proxy mode (``hal9-migration shadow-proxy``):
+    callers get flat's answer unchanged; hierarchical's answer to the same request is compared with it."""
+
+    image: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Image that runs the proxy; the operator's own image if unset.",
+    )
+    replicas: StrictInt = Field(1, ge=1, le=20, description="Proxy pods.")
+    port: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="The Service port of flat and hierarchical the proxy sends to; each Service's first "
+        "port if unset.",
+    )
+    ignore_fields: list[JsonPath] = Field(
+        default_factory=list,
+        max_length=64,
+        description="JSON fields left out of the comparison (timestamps, request ids).",
+    )
+    confidence_field: JsonPath = Field("confidence", description="The JSON field holding the confidence.")
+    confidence_tolerance: Ratio = Field(
+        0.1, description="Same output, confidence further apart than this: divergence 0.5."
+    )
+    redact_headers: list[HeaderName] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Headers hidden in the kept divergent samples (Authorization and cookies always are).",
+    )
+    redact_fields: list[JsonPath] = Field(
+        default_factory=list, max_length=64, description="JSON fields hidden in the kept divergent samples."
+    )
+    shadow_timeout: Duration = Field(
+        "1s", description="How long hierarchical may take; later counts as a timeout divergence."
+    )
+    max_in_flight: StrictInt = Field(
+        256, ge=1, le=100000, description="Shadow requests in flight at most; more are shed and counted."
+    )
+
+
 class ShadowPhase(Model):
-    """Phase 1: hierarchical gets a mirrored copy of the traffic; flat answers."""
+    """Phase 1: hierarchical gets a copy of the traffic; flat answers."""
 
     duration: Duration = Field("7d", description="How long the gate must hold before leaving Shadow.")
-    mirror_percent: Percent = Field(100, description="Share of requests mirrored to hierarchical.")
+    mode: ShadowMode = Field(
+        ShadowMode.PROXY,
+        description="Proxy: the operator's shadow proxy compares the answers (output parity is measured). "
+        "Mirror: the mesh mirrors requests and parity is not measured.",
+    )
+    proxy: ShadowProxy = Field(default_factory=ShadowProxy, json_schema_extra={"default": {}})
+    mirror_percent: Percent = Field(100, description="Share of requests copied to hierarchical.")
     min_output_parity: Ratio = Field(0.99, description="Gate: minimum share of identical outputs.")
     max_latency_ratio: float = Field(1.1, gt=0, description="Gate: hierarchical p99 / flat p99 at most.")
 
@@ -297,6 +367,7 @@ QUERY_VARIABLES = (
     "hierarchicalService",
     "flatDeployment",
     "hierarchicalDeployment",
+    "migration",
     "window",
 )
 _VARIABLE = re.compile(r"\{\{ *([^}]*?) *\}\}")

@@ -111,6 +111,16 @@ class RollbackStatus(StatusModel):
     retried_by: str | None = Field(None, description="Who allowed the failed spec again with retry.")
 
 
+class ShadowStatus(StatusModel):
+    """The shadow proxy during Shadow in Proxy mode: whether traffic goes through it, and why not."""
+
+    mode: str = Field(description="Proxy or Mirror.")
+    proxy: str | None = Field(None, description="The proxy's Deployment and Service.")
+    ready: bool = Field(False, description="The proxy has a ready endpoint.")
+    routed: bool = Field(False, description="The route object sends flat's share through the proxy.")
+    message: str = ""
+
+
 class Snapshot(StatusModel):
     time: str
     phase: Phase | None = None
@@ -205,5 +215,6 @@ class Hal9MigrationStatus(StatusModel):
     state_migration: StateMigrationStatus | None = None
     health: HealthStatus | None = None
     rollback: RollbackStatus | None = None
+    shadow: ShadowStatus | None = None
     snapshots: list[Snapshot] = Field(default_factory=list, max_length=20)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=100)

@@ -42,9 +42,12 @@ __all__ = [
 ]
 
 
-def router_for(spec: models.Hal9MigrationSpec, namespace: str) -> Router:
-    """The router the spec names (the models guarantee exactly one), between its two Services."""
-    backends = Backends(namespace=namespace, flat=spec.flat.service, hierarchical=spec.hierarchical.service)
+def router_for(spec: models.Hal9MigrationSpec, namespace: str, proxy: str | None = None) -> Router:
+    """The router the spec names (the models guarantee exactly one), between its two Services;
+    ``proxy`` is the migration's shadow proxy Service, which may stand in flat's place."""
+    backends = Backends(
+        namespace=namespace, flat=spec.flat.service, hierarchical=spec.hierarchical.service, proxy=proxy
+    )
     chosen = spec.traffic_router
     if chosen.istio is not None:
         return IstioRouter(chosen.istio, backends)

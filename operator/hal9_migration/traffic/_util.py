@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from .base import TARGETING_PREFIX, RouteProblem, Routing
+from .base import TARGETING_PREFIX, Backends, RouteProblem, Routing
+
+T = TypeVar("T")
 
 
-def check_routing(routing: Routing) -> None:
+def check_routing(routing: Routing, backends: Backends) -> None:
     """Refuse a Routing no route object may carry: it can only come from a bug in the caller."""
     if not 0 <= routing.weight <= 100 or not 0 <= routing.mirror <= 100:
         raise ValueError(f"weight and mirror must lie in 0..100, got {routing.weight} and {routing.mirror}")
+    if routing.detour is not None and routing.detour != backends.proxy:
+        raise ValueError(f"detour {routing.detour!r} is not this migration's shadow proxy {backends.proxy!r}")
+
+
+def flat_slot(backends: Backends) -> tuple[str, ...]:
+    """The Services that may stand in flat's place: flat, and the shadow proxy when there is one."""
+    return (backends.flat,) if backends.proxy is None else (backends.flat, backends.proxy)
+
+
+def detour_of(service: str, backends: Backends) -> str | None:
+    """The detour a flat-slot entry naming ``service`` means: the proxy, or None for flat itself."""
+    return service if backends.proxy is not None and service == backends.proxy else None
 
 
 def is_targeting(entry: Mapping[str, Any]) -> bool:
@@ -37,7 +51,7 @@ def copy_without(entry: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any
     return {k: copy.deepcopy(v) for k, v in entry.items() if k not in dropped}
 
 
-def agreed(values: Iterable[int]) -> int | None:
+def agreed(values: Iterable[T]) -> T | None:
     """The one value every managed route holds, or None when they disagree (or there are none)."""
     distinct = set(values)
     return distinct.pop() if len(distinct) == 1 else None

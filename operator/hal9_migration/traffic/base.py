@@ -31,6 +31,9 @@ class Backends:
     namespace: str
     flat: str
     hierarchical: str
+    # The migration's shadow proxy Service: while it is the detour, it stands in flat's place (it
+    # forwards every request to flat and copies it to hierarchical), so a router accepts it there.
+    proxy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Routing:
     mirror: int = 0  # percent of requests mirrored to hierarchical; 0 removes the operator's mirror
     # Header-match routes placed before the weighted ones, in order; None leaves them as they are.
     targeting: tuple[TargetingRule, ...] | None = ()
+    # A Service that takes flat's place in the routes (the shadow proxy); None: flat itself.
+    detour: str | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class ObservedRouting:
     mirror: int | None  # mirrored percent (0 when none); None when the managed routes disagree
     # Full names (prefix included) of the operator's targeting routes/rules on the object, in order.
     targeting: tuple[str, ...]
+    detour: str | None = None  # the shadow proxy Service, when it stands in flat's place
 
 
 class RouteProblem(Exception):

@@ -23,6 +23,8 @@ from ._util import (
     check_routing,
     copy_without,
     describe,
+    detour_of,
+    flat_slot,
     is_targeting,
     list_at,
     select,
@@ -78,15 +80,17 @@ class GatewayAPIRouter:
             weight=agreed(percent(weight_of(m.hierarchical, 1), weight_of(m.flat, 1)) for m in managed),
             mirror=agreed(self._mirror_of(m.rule) for m in managed),
             targeting=tuple(r["name"] for r in rules if isinstance(r, dict) and is_targeting(r)),
+            detour=agreed(detour_of(str(m.flat.get("name")), self.backends) for m in managed),
         )
 
     def set_routes(self, obj: Mapping[str, Any], routing: Routing) -> dict[str, Any]:
-        check_routing(routing)
+        check_routing(routing, self.backends)
         out = copy.deepcopy(dict(obj))
         rules = spec_list(out, "rules")
         managed = self._managed(rules)
         for m in managed:
             m.hierarchical["weight"] = routing.weight
+            m.flat["name"] = routing.detour or self.backends.flat
             m.flat["weight"] = 100 - routing.weight
             self._set_mirror(m, routing.mirror)
         if routing.targeting is not None:
@@ -105,8 +109,11 @@ class GatewayAPIRouter:
             and ref.get("namespace") in (None, self.backends.namespace)
         )
 
+    def _is_flat(self, ref: Any) -> bool:
+        return any(self._is(ref, service) for service in flat_slot(self.backends))
+
     def _managed(self, rules: list[Any]) -> list[_Managed]:
-        services = (self.backends.flat, self.backends.hierarchical)
+        services = (*flat_slot(self.backends), self.backends.hierarchical)
         picked = select(
             rules,
             self.rules,
@@ -126,7 +133,7 @@ class GatewayAPIRouter:
     def _split(self, index: int, rule: dict[str, Any]) -> _Managed:
         label = describe(rule, "rule", index)
         refs = list_at(rule, "backendRefs")
-        flat = [r for r in refs if self._is(r, self.backends.flat)]
+        flat = [r for r in refs if self._is_flat(r)]
         hierarchical = [r for r in refs if self._is(r, self.backends.hierarchical)]
         others = [r for r in refs if not any(r is x for x in (*flat, *hierarchical))]
         if len(flat) == 1 and len(hierarchical) == 1 and not others:

@@ -19,6 +19,8 @@ from ._util import (
     check_routing,
     copy_without,
     describe,
+    detour_of,
+    flat_slot,
     host_is_service,
     is_targeting,
     list_at,
@@ -78,15 +80,17 @@ class IstioRouter:
             weight=agreed(percent(weight_of(m.hierarchical, 0), weight_of(m.flat, 0)) for m in managed),
             mirror=agreed(self._mirror_of(m.route) for m in managed),
             targeting=tuple(r["name"] for r in http if isinstance(r, dict) and is_targeting(r)),
+            detour=agreed(self._detour_of(m.flat) for m in managed),
         )
 
     def set_routes(self, obj: Mapping[str, Any], routing: Routing) -> dict[str, Any]:
-        check_routing(routing)
+        check_routing(routing, self.backends)
         out = copy.deepcopy(dict(obj))
         http = spec_list(out, "http")
         managed = self._managed(http)
         for m in managed:
             m.hierarchical["weight"] = routing.weight
+            self._send_flat_to(m.flat, routing.detour or self.backends.flat)
             m.flat["weight"] = 100 - routing.weight
             self._set_mirror(m, routing.mirror)
         if routing.targeting is not None:
@@ -101,8 +105,22 @@ class IstioRouter:
             destination.get("host"), service, self.backends.namespace
         )
 
+    def _is_flat(self, entry: Any) -> bool:
+        return any(self._is(entry, service) for service in flat_slot(self.backends))
+
+    def _detour_of(self, entry: Mapping[str, Any]) -> str | None:
+        proxy = self.backends.proxy
+        return detour_of(proxy, self.backends) if proxy and self._is(entry, proxy) else None
+
+    def _send_flat_to(self, entry: dict[str, Any], service: str) -> None:
+        """Point flat's destination at ``service`` in the host's own form (short, .ns, .ns.svc...)."""
+        destination = entry["destination"]
+        host = str(destination["host"])
+        current = next(s for s in flat_slot(self.backends) if self._is(entry, s))
+        destination["host"] = service + host[len(current) :]
+
     def _touches_ours(self, route: Mapping[str, Any]) -> bool:
-        services = (self.backends.flat, self.backends.hierarchical)
+        services = (*flat_slot(self.backends), self.backends.hierarchical)
         return any(self._is(e, s) for e in list_at(route, "route") for s in services)
 
     def _managed(self, http: list[Any]) -> list[_Managed]:
@@ -119,7 +137,7 @@ class IstioRouter:
         """The route's flat and hierarchical destinations; anything but exactly one of each is refused."""
         label = describe(route, "HTTP route", index)
         entries = list_at(route, "route")
-        flat = [e for e in entries if self._is(e, self.backends.flat)]
+        flat = [e for e in entries if self._is_flat(e)]
         hierarchical = [e for e in entries if self._is(e, self.backends.hierarchical)]
         others = [e for e in entries if not any(e is x for x in (*flat, *hierarchical))]
         if len(flat) == 1 and len(hierarchical) == 1 and not others:

@@ -1,8 +1,8 @@
 """A router that routes nothing: its "route object" is a plain dict holding the routing itself.
 
 It lets the phase machine run (and be unit-tested) without a mesh: the object is
-``{"metadata": {...}, "spec": {"weight": int, "mirror": int, "targeting": [names]}}``, where the
-names are written the way the real routers name their targeting routes with one managed route
+``{"metadata": {...}, "spec": {"weight": int, "mirror": int, "targeting": [names], "detour"?: str}}``,
+where the names are written the way the real routers name their targeting routes with one managed route
 (``hal9-targeting-<rule>``), so ``ObservedRouting`` reads the same whichever router produced it.
 """
 
@@ -48,14 +48,19 @@ class NoopRouter:
             weight=spec.get("weight", 0),
             mirror=spec.get("mirror", 0),
             targeting=tuple(spec.get("targeting") or ()),
+            detour=spec.get("detour"),
         )
 
     def set_routes(self, obj: Mapping[str, Any], routing: Routing) -> dict[str, Any]:
-        check_routing(routing)
+        check_routing(routing, self.backends)
         out = copy.deepcopy(dict(obj))
         spec = self._spec(out)
         spec["weight"] = routing.weight
         spec["mirror"] = routing.mirror
+        if routing.detour is not None:
+            spec["detour"] = routing.detour
+        else:
+            spec.pop("detour", None)
         if routing.targeting is not None:
             spec["targeting"] = [TARGETING_PREFIX + rule.name for rule in routing.targeting]
         return out

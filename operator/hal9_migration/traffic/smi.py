@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import models
-from ._util import check_routing, spec_list, weight_of
+from ._util import check_routing, detour_of, flat_slot, spec_list, weight_of
 from .base import Backends, ObservedRouting, RouteProblem, Routing, percent
 
-NO_MIRROR = "SMI TrafficSplit cannot mirror traffic: set spec.phases.shadow.mirrorPercent to 0"
+NO_MIRROR = (
+    "SMI TrafficSplit cannot mirror traffic: set spec.phases.shadow.mode to Proxy (the shadow proxy "
+    "copies requests instead) or spec.phases.shadow.mirrorPercent to 0"
+)
 NO_TARGETING = "SMI TrafficSplit cannot route by request header: remove spec.targeting"
 
 
@@ -42,27 +45,31 @@ class SMIRouter:
     def read_routes(self, obj: Mapping[str, Any]) -> ObservedRouting:
         flat, hierarchical = self._backends(spec_list(obj, "backends"))
         weight = percent(weight_of(hierarchical, 0), weight_of(flat, 0))
-        return ObservedRouting(weight=weight, mirror=0, targeting=())
+        detour = detour_of(str(flat.get("service")), self.backends)
+        return ObservedRouting(weight=weight, mirror=0, targeting=(), detour=detour)
 
     def set_routes(self, obj: Mapping[str, Any], routing: Routing) -> dict[str, Any]:
-        check_routing(routing)
+        check_routing(routing, self.backends)
         reason = self.unsupported(routing)
         if reason is not None:
             raise RouteProblem("UnsupportedByRouter", f"{self._where}: {reason}")
         out = copy.deepcopy(dict(obj))
         flat, hierarchical = self._backends(spec_list(out, "backends"))
         hierarchical["weight"] = routing.weight
+        flat["service"] = routing.detour or self.backends.flat
         flat["weight"] = 100 - routing.weight
         return out
 
     def _backends(self, backends: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The flat and hierarchical entries; a third backend would take a share the weights ignore."""
+        """The flat (or shadow proxy) and hierarchical entries; a third backend would take a share the
+        weights ignore."""
         found: dict[str, list[dict[str, Any]]] = {self.backends.flat: [], self.backends.hierarchical: []}
         others: list[str] = []
         for entry in backends:
             service = entry.get("service") if isinstance(entry, dict) else None
-            if isinstance(service, str) and service in found and isinstance(entry, dict):
-                found[service].append(entry)
+            slot = self.backends.flat if service in flat_slot(self.backends) else service
+            if isinstance(slot, str) and slot in found and isinstance(entry, dict):
+                found[slot].append(entry)
             else:
                 others.append(str(service))
         problems = [

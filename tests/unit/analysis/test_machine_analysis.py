@@ -32,7 +32,7 @@ def healthy(**changes: float | None) -> dict[str, float | None]:
 def spec(**changes: Any) -> dict[str, Any]:
     base = copy.deepcopy(load_sample("flat-to-hierarchical")["spec"])
     base["phases"] = {
-        "shadow": {"duration": "4s", "mirrorPercent": 100},
+        "shadow": {"duration": "4s", "mirrorPercent": 100, "mode": "Mirror"},
         "canary": {"steps": [1, 5, 10, 25], "stepDuration": "4s"},
         "rampUp": {"steps": [50, 75, 90], "stepDuration": "4s", "stableFor": "6s"},
     }

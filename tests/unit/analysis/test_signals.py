@@ -20,7 +20,7 @@ def spec(**analysis: Any) -> Hal9MigrationSpec:
 
 
 def test_the_defaults_read_hal9s_metric_names_in_the_migrations_namespace() -> None:
-    named = {q.name: q.query for q in signals.queries(spec(), "hal9-prod")}
+    named = {q.name: q.query for q in signals.queries(spec(), "hal9-prod", "m")}
     assert list(named) == ["error-rate", "p99-ms", "flat-p99-ms", "cpu-percent", "memory-percent"]
     assert named["error-rate"] == (
         'sum(rate(hal9_errors_total{namespace="hal9-prod",system="hierarchical"}[30s])) / '
@@ -36,7 +36,7 @@ def test_the_defaults_read_hal9s_metric_names_in_the_migrations_namespace() -> N
 
 
 def test_window_overrides_the_interval_and_days_become_seconds() -> None:
-    named = {q.name: q.query for q in signals.queries(spec(window="2m"), "ns")}
+    named = {q.name: q.query for q in signals.queries(spec(window="2m"), "ns", "m")}
     assert "[120s]" in named["error-rate"]
     assert signals.prometheus_duration("1d") == "86400s"
 
@@ -48,15 +48,44 @@ def test_overrides_and_user_checks_get_every_variable() -> None:
             {
                 "name": "queue-depth",
                 "query": 'max(q{ns="{{namespace}}",svc=~"{{ flatService }}|{{hierarchicalService}}",'
-                'd="{{flatDeployment}}"})',
+                'd="{{flatDeployment}}",m="{{ migration }}"})',
                 "max": 10,
             }
         ],
     )
-    named = {q.name: q.query for q in signals.queries(custom, "ns")}
+    named = {q.name: q.query for q in signals.queries(custom, "ns", "canary-1")}
     assert named["cpu-percent"] == "100 * rate(cpu{app='hal9-hierarchical'}[30s])"
-    assert named["queue-depth"] == 'max(q{ns="ns",svc=~"hal9-flat|hal9-hierarchical",d="hal9-flat"})'
+    assert named["queue-depth"] == (
+        'max(q{ns="ns",svc=~"hal9-flat|hal9-hierarchical",d="hal9-flat",m="canary-1"})'
+    )
     assert "hal9_errors_total" in named["error-rate"]  # the others keep their defaults
+
+
+def test_in_shadow_with_the_proxy_parity_and_both_p99s_are_the_proxys_measurements() -> None:
+    custom = spec(queries={"p99Ms": "my_p99", "errorRate": "my_errors"})
+    named = {q.name: q.query for q in signals.queries(custom, "hal9-prod", "m1", proxy=True)}
+    assert list(named) == [
+        "error-rate",
+        "p99-ms",
+        "flat-p99-ms",
+        "cpu-percent",
+        "memory-percent",
+        "output-parity",
+    ]
+    selector = 'namespace="hal9-prod",migration="m1"'
+    assert named["output-parity"] == (
+        f"1 - sum(increase(hal9_shadow_divergence_score_total{{{selector}}}[30s])) / "
+        f"sum(increase(hal9_shadow_compared_total{{{selector}}}[30s]))"
+    )
+    assert named["p99-ms"] == (
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(hal9_shadow_upstream_duration_seconds_bucket"
+        f'{{{selector},system="hierarchical"}}[30s])))'
+    )
+    assert 'system="flat"' in named["flat-p99-ms"] and "hal9_shadow_" in named["flat-p99-ms"]
+    # The user's overrides of the systems' own metrics still apply where the proxy measures nothing.
+    assert named["error-rate"] == "my_errors"
+    plain = {q.name: q.query for q in signals.queries(custom, "hal9-prod", "m1")}
+    assert plain["p99-ms"] == "my_p99" and "output-parity" not in plain
 
 
 def test_an_unknown_variable_is_refused_with_the_known_ones() -> None:

@@ -14,9 +14,10 @@ from hal9_migration.models import Hal9MigrationSpec, Phase
 from tests.support.manifests import load_sample
 
 
-def spec(**analysis: Any) -> Hal9MigrationSpec:
+def spec(mode: str = "Proxy", **analysis: Any) -> Hal9MigrationSpec:
     raw = copy.deepcopy(load_sample("flat-to-hierarchical")["spec"])
     raw["analysis"] = {"prometheus": {"address": "http://p:9090"}, **analysis}
+    raw.setdefault("phases", {}).setdefault("shadow", {})["mode"] = mode
     return Hal9MigrationSpec.model_validate(raw)
 
 
@@ -27,6 +28,7 @@ def measured(**values: float | None) -> list[Measured]:
         "flat-p99-ms": 50.0,
         "cpu-percent": 20.0,
         "memory-percent": 20.0,
+        "output-parity": 1.0,
     }
     base.update({k.replace("_", "-"): v for k, v in values.items()})
     return [
@@ -42,7 +44,7 @@ def triggers_latency(phase: Phase) -> str:
 @pytest.mark.parametrize(
     ("phase", "checks"),
     [
-        (Phase.SHADOW, ["error-rate", "latency-ratio"]),
+        (Phase.SHADOW, ["output-parity", "latency-ratio"]),
         (Phase.CANARY, ["error-rate", "p99-ms"]),
         (Phase.STATE_MIGRATION, ["error-rate", "p99-ms"]),
         (Phase.RAMP_UP, ["error-rate", "cpu-percent", "memory-percent", "latency-ratio"]),
@@ -99,9 +101,37 @@ def test_user_checks_gate_every_phase_within_their_bounds() -> None:
     assert inside.checks[-1].reason == "1 <= 5 <= 10 (analysis.metrics[queue])"
 
 
-def test_shadow_says_parity_is_not_measured() -> None:
-    assert "output-parity is not measured" in evaluate(spec(), Phase.SHADOW, measured()).notes[0]
-    assert evaluate(spec(), Phase.CANARY, measured()).notes == []
+def test_shadow_behind_a_mesh_mirror_is_gated_on_errors_and_says_parity_is_not_measured() -> None:
+    mirrored = evaluate(spec("Mirror"), Phase.SHADOW, measured(output_parity=None))
+    assert [c.name for c in mirrored.checks] == ["error-rate", "latency-ratio"]
+    assert "output-parity is not measured" in mirrored.notes[0]
+    assert mirrored.health.parity is None and "output parity" in (mirrored.health.reason or "")
+    assert evaluate(spec(), Phase.SHADOW, measured()).notes == []
+    assert evaluate(spec("Mirror"), Phase.CANARY, measured()).notes == []
+
+
+@pytest.mark.parametrize(
+    ("parity", "verdict", "reason"),
+    [
+        (0.995, "Pass", "0.995 >= 0.99 (phases.shadow.minOutputParity)"),
+        (0.99, "Pass", "0.99 >= 0.99 (phases.shadow.minOutputParity)"),
+        (0.9, "Fail", "0.9 < 0.99 (phases.shadow.minOutputParity)"),
+        (None, "Inconclusive", "no series"),
+    ],
+)
+def test_shadow_with_the_proxy_is_gated_on_output_parity(
+    parity: float | None, verdict: str, reason: str
+) -> None:
+    result = evaluate(spec(), Phase.SHADOW, measured(output_parity=parity))
+    check = result.checks[0]
+    assert (check.name, check.verdict, check.reason) == ("output-parity", verdict, reason)
+    assert result.verdict == verdict
+    assert result.health.parity == parity
+
+
+def test_measured_parity_counts_in_the_health_score() -> None:
+    # 1 - clamp((0.95 - 0.8) / 0.95 * 3, 0, 0.3) = 0.7 (errors, cpu and memory cost nothing here)
+    assert evaluate(spec(), Phase.SHADOW, measured(output_parity=0.8)).health.score == 0.7
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,8 @@ def test_no_spec_is_misconfigured() -> None:
     [
         (
             Routing(weight=0, mirror=100),
-            "SMI TrafficSplit cannot mirror traffic: set spec.phases.shadow.mirrorPercent to 0",
+            "SMI TrafficSplit cannot mirror traffic: set spec.phases.shadow.mode to Proxy (the shadow "
+            "proxy copies requests instead) or spec.phases.shadow.mirrorPercent to 0",
         ),
         (
             Routing(weight=5, targeting=(rt.INTERNAL,)),
