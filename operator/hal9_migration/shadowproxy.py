@@ -48,8 +48,6 @@ LISTEN_PORT = 8480  # not 8080 or 9090: common ports a node-local process may ho
 ADMIN_PORT = 8481
 HASH_ANNOTATION = f"{GROUP}/manifest-hash"
 LABEL_MIGRATION = f"{GROUP}/migration"
-# Headers the proxy always hides in its divergent samples; spec.phases.shadow.proxy.redactHeaders adds.
-ALWAYS_REDACTED = ("authorization", "proxy-authorization", "cookie", "set-cookie")
 _MAX_NAME = 63  # a Service name is a DNS-1035 label
 PROXY_POLL = 2.0  # seconds between looks while the proxy starts
 MIN_READY_SECONDS = 3

@@ -426,3 +426,70 @@ def test_control_annotations_act_once_and_never_touch_the_spec(
         ("Retried", "carol"),
     } <= actors
     assert recorder.weights() == [(0, 0), (0, 100), (1, 0), (5, 0), (10, 0), (0, 0), (0, 100)]
+
+
+def test_the_shadow_proxy_is_never_made_over_someone_elses_object_and_follows_the_spec(
+    cluster: Cluster, world: str, operator: OperatorProcess
+) -> None:
+    proxy = "shadow-" + NAME
+    stranger = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": proxy, "labels": {"owner": "someone-else"}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "theirs"}},
+            "template": {
+                "metadata": {"labels": {"app": "theirs"}},
+                "spec": {"containers": [{"name": "c", "image": "theirs:1", "command": ["sleep", "1"]}]},
+            },
+        },
+    }
+    apply(cluster, world, stranger)
+    before = get(cluster, world, proxy, "deployment")["metadata"]["resourceVersion"]
+    shadow = {"duration": "1h", "mode": "Proxy", "proxy": {"ignoreFields": ["ts"]}}
+    operator.start()
+    apply(cluster, world, manifest(phases={**FAST, "shadow": shadow}))
+    message = wait_until(
+        lambda: (
+            (get(cluster, world).get("status", {}).get("shadow") or {}).get("message", "")
+            if "is not this migration's" in str(get(cluster, world).get("status", {}).get("shadow"))
+            else None
+        ),
+        60,
+        "status.shadow to name the stranger",
+    )
+    assert f"Deployment {world}/{proxy} exists and is not this migration's" in message
+    time.sleep(3)
+    assert get(cluster, world, proxy, "deployment")["metadata"]["resourceVersion"] == before
+    route = get(cluster, world, "hal9", "virtualservice")
+    assert proxy not in json.dumps(route["spec"])  # traffic never went to a proxy that is not ours
+
+    # Theirs gone: ours is made, owned by the migration, and the VirtualService sends flat's share to it.
+    cluster.kubectl("delete", "deployment", proxy, "-n", world, "--wait=true")
+    wait_until(
+        lambda: (get(cluster, world).get("status", {}).get("shadow") or {}).get("routed"),
+        90,
+        "flat's share routed through the operator's proxy",
+    )
+    primary = next(
+        r for r in get(cluster, world, "hal9", "virtualservice")["spec"]["http"] if r.get("name") == "primary"
+    )
+    assert primary["route"][0]["destination"]["host"].split(".")[0] == proxy
+    ours = get(cluster, world, proxy, "deployment")
+    assert ours["metadata"]["ownerReferences"][0]["kind"] == "Hal9Migration"
+    assert "--ignore-field" in ours["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    # A spec change reaches the proxy (replaced, not left stale).
+    apply(
+        cluster,
+        world,
+        manifest(phases={**FAST, "shadow": {**shadow, "proxy": {"ignoreFields": ["ts", "id"]}}}),
+    )
+
+    def args() -> list[str]:
+        return list(
+            get(cluster, world, proxy, "deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        )
+
+    wait_until(lambda: "id" in args(), 30, "the proxy's Deployment to carry the new ignoreFields")

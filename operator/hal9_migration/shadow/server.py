@@ -22,11 +22,9 @@ import asyncio
 import gc
 import logging
 import signal
-import socket
 import sys
 import time
 from collections import deque
-from typing import cast
 
 import httptools
 
@@ -37,7 +35,7 @@ from .metrics import ShadowMetrics
 from .samples import DivergenceSamples, Exchange
 from .schedule import CopySchedule
 from .upstream import Response, UpstreamFailure, UpstreamPool
-from .wire import CONTINUE, Request, encode_request, plain_response
+from .wire import CONTINUE, Request, encode_request, plain_response, stream_transport
 
 log = logging.getLogger(__name__)
 MAX_QUEUED_PER_CONNECTION = 32  # pipelined requests read ahead before reading pauses
@@ -186,10 +184,7 @@ class CallerConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = stream_transport(transport)
         self.proxy.callers.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -20,13 +20,12 @@ costs ~11 us per use under uvloop, ``call_later`` ~2.5 us.)
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass
-from typing import cast
 
 import httptools
 
 from .config import UpstreamAddress
+from .wire import stream_transport
 
 MAX_IDLE_PER_POOL = 512
 
@@ -75,10 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport = stream_transport(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
