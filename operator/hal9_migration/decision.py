@@ -84,9 +84,23 @@ def decision_of(
     )
 
 
-def standing(status: Hal9MigrationStatus, memory: PositionRecord | None) -> PositionRecord | None:
-    """Where the route object stands: its own record when newer than status's, else status's."""
+def standing(
+    status: Hal9MigrationStatus, memory: PositionRecord | None, rehearsal: bool = False
+) -> PositionRecord | None:
+    """Where the migration stands: the route object's own record when newer than status's, else
+    status's.
+
+    A rehearsal stands at its own record (``status.position`` marked ``rehearsal``) once it has one,
+    else where the migration really stands, as a rehearsal record, so it starts from there. Outside a
+    rehearsal a rehearsed position is never believed: the route object never held it."""
     known = status.position
-    if memory is None:
-        return known
-    return memory if known is None or phases.taken_at(memory) > phases.taken_at(known) else known
+    if known is not None and known.rehearsal:
+        if rehearsal:
+            return known
+        known = None
+    real = known
+    if memory is not None and (known is None or phases.taken_at(memory) > phases.taken_at(known)):
+        real = memory
+    if rehearsal and real is not None:
+        return real.model_copy(update={"rehearsal": True})
+    return real

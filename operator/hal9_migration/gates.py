@@ -9,6 +9,11 @@ run made at this step decides (``analysis.verdicts``); RampUp also wants it pass
 The StateMigration phase passes on the state migration's own evidence (its Job and NoDataLoss), and
 then on analysis too: traffic is held at the canary's weight while the Job runs, and may not go on
 to RampUp while that traffic is unhealthy.
+
+A rehearsal (``spec.rehearsal``) evaluates the same gates on the same metrics, except where the
+evidence can never exist because it runs nothing: its StateMigration step has no Job to wait for
+(``StateRehearsed`` says what would have run), and its Shadow runs no proxy, so it is gated as Mirror
+mode's (``shadow_proxied``).
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ from .models import (
     AnalysisStatus,
     Hal9MigrationSpec,
     Phase,
-    ShadowMode,
     StateMigrationStatus,
     parse_duration,
+    shadow_proxied,
 )
 from .phases import Position
 from .staterun import StateObservation, assess
@@ -117,6 +122,24 @@ class StateMigrated:
         return GateResult(self.name, Verdict(assessment.verdict), assessment.reason)
 
 
+class StateRehearsed:
+    """A rehearsal creates no state-migration Job, so there is no run to wait for: the step passes,
+    saying what would have run (analysis, when configured, still decides after it)."""
+
+    name = "state-migration-rehearsal"
+
+    def check(self, spec: Hal9MigrationSpec, position: Position, evidence: Evidence) -> GateResult:
+        state = spec.state_migration
+        if state is None:  # refused at admission for targets from StateMigration on
+            return GateResult(self.name, Verdict.FAIL, "spec.stateMigration is not set")
+        return GateResult(
+            self.name,
+            Verdict.PASS,
+            f"the state-migration Job ({state.workers} workers, image {state.image}) would run here; "
+            "not run in a rehearsal",
+        )
+
+
 class ShadowProxyRouted:
     """Shadow in Proxy mode compares answers only while traffic goes through the proxy: numbers from
     before it was routed, or from a proxy that has since gone, prove nothing now."""
@@ -148,8 +171,9 @@ class Both:
 def gate_for(spec: Hal9MigrationSpec, position: Position) -> Gate:
     """The gate guarding the way out of ``position``."""
     metrics: Gate = AnalysisPassed() if analysis.configured(spec) else TimeOnly()
-    if position.phase is Phase.SHADOW and spec.phases.shadow.mode is ShadowMode.PROXY:
+    if position.phase is Phase.SHADOW and shadow_proxied(spec):
         return Both(ShadowProxyRouted(), metrics)
     if position.phase is Phase.STATE_MIGRATION:
-        return Both(StateMigrated(), metrics) if isinstance(metrics, AnalysisPassed) else StateMigrated()
+        state: Gate = StateRehearsed() if spec.rehearsal else StateMigrated()
+        return Both(state, metrics) if isinstance(metrics, AnalysisPassed) else state
     return metrics

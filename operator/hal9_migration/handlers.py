@@ -252,11 +252,9 @@ def _route_view(
         if isinstance(owner, str) and owner != name and kube.migration_exists(namespace, owner)
         else None
     )
-    mirror = 0 if shadowproxy.in_use(spec) else spec.phases.shadow.mirror_percent
-    shadow = traffic.Routing(0, mirror, tuple(spec.targeting))
     return plan.RouteView(
         observed=routing,
         memory=plan.load_record(memory) if owner == name else None,
         owner=in_use,
-        unsupported=router.unsupported(shadow),
+        unsupported=router.unsupported(shadowproxy.shadow_routing(spec)),
     )

@@ -151,7 +151,7 @@ class Pass:
     def _where_the_route_stands(self) -> PositionRecord | None:
         """The route's own record when it is newer than status (a status write was lost), else status's."""
         memory, known = self.route.memory, self.current.position
-        if memory is not None and standing(self.current, memory) is memory:
+        if memory is not None and standing(self.current, memory, self.spec.rehearsal) is memory:
             if known is None or (memory.phase, memory.step, memory.weight) != (
                 known.phase,
                 known.step,
@@ -405,6 +405,7 @@ class Pass:
             control=control.token if control else None,
             held=list(held),
             generation=self.generation,
+            rehearsal=self.spec.rehearsal,
         )
 
     def _resync(self, record: PositionRecord | None, here: Position) -> PositionRecord | None:
@@ -478,7 +479,7 @@ class Pass:
         }
         current = self.current.model_copy(update=update)
         degraded = degraded_condition(self.analysis, self.halt, self.spec.analysis.failure_limit)
-        wanted = outcome_conditions(outcome, degraded)
+        wanted = outcome_conditions(outcome, degraded, rehearsal=self.spec.rehearsal)
         paused = paused_condition(self.spec, self.controls)
         report = finish(current, self.generation, self.now, self.journal, wanted, paused, self.current)
         requeue = None

@@ -10,6 +10,9 @@ nothing, so a restarted operator, a lost watch or a replayed event never skips o
 
 The edge (``handlers.py``) gathers the inputs, renders the returned ``RouteWrite`` with the router,
 writes it, then writes the status, posts the Events and removes the consumed control annotations.
+
+A rehearsal (``spec.rehearsal``) runs the same pass from the position it has rehearsed to, and its
+decision writes nothing but the status (``rehearsal``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from . import analysis
+from . import analysis, rehearsal
 from .conditions import Desired
 from .controls import Control
 from .decision import Decision, Observed, RouteView, RouteWrite, StateAction, decision_of, standing
@@ -49,22 +52,26 @@ def decide(
 
     ``run`` is the analysis run the edge made because ``analysis_due`` asked for it (None: none);
     ``proxy`` the shadow proxy as found (None: not looked at, as when it is not in use)."""
-    journal = Journal(now)
     if isinstance(spec, str):
         paused = Desired("Paused", "Unknown", "InvalidSpec", "The spec cannot be read")
         wanted = stalled("InvalidSpec", f"The spec is invalid: {spec}")
-        return decision_of(finish(current, generation, now, journal, wanted, paused), "invalid spec")
+        return decision_of(finish(current, generation, now, Journal(now), wanted, paused), "invalid spec")
+    journal = Journal(now, rehearsal=spec.rehearsal)
     paused_now = paused_condition(spec, current.controls)
-    problem = _problem(observed, route)
+    problem = _problem(observed, route, spec)
     if problem is not None:
         reason, message = problem
         report = finish(current, generation, now, journal, stalled(reason, message), paused_now)
         return decision_of(report, reason)
     assert isinstance(route, RouteView)  # _problem() reports anything else
-    return Pass(spec, generation, current, route, list(controls), name, now, journal, state, run, proxy).run()
+    start, view = rehearsal.starting_point(spec, current, route, journal)
+    decided = Pass(spec, generation, start, view, list(controls), name, now, journal, state, run, proxy).run()
+    return rehearsal.settled(spec, decided, current)
 
 
-def _problem(observed: Observed, route: RouteView | RouteProblem | None) -> tuple[str, str] | None:
+def _problem(
+    observed: Observed, route: RouteView | RouteProblem | None, spec: Hal9MigrationSpec
+) -> tuple[str, str] | None:
     """Why nothing can move without a change to the cluster or spec, or None."""
     if observed.forbidden:
         return "ReferenceForbidden", "The operator may not read: " + ", ".join(
@@ -76,7 +83,7 @@ def _problem(observed: Observed, route: RouteView | RouteProblem | None) -> tupl
         return "RouteNotFound", "The route object has not been read"
     if isinstance(route, RouteProblem):
         return route.reason, route.message
-    if route.owner is not None:
+    if route.owner is not None and not spec.rehearsal:  # a rehearsal writes nothing to it
         return (
             "RouteInUse",
             f"The route object is driven by Hal9Migration {route.owner}; one migration per route object",
@@ -97,7 +104,7 @@ def analysis_due(
     """The analysis run the edge must make before this pass, or None."""
     if isinstance(spec, str):
         return None
-    return analysis.due(spec, status.analysis, standing(status, memory), now, namespace, name)
+    return analysis.due(spec, status.analysis, standing(status, memory, spec.rehearsal), now, namespace, name)
 
 
 # The edge reads its inputs through the plan, the one entry point of the decision core.

@@ -4,6 +4,9 @@ Conditions follow kstatus: ``Reconciling`` while the migration moves or waits fo
 come by itself, ``Stalled`` when only a person can help, ``Ready`` when the declared target is held.
 Every move or control is a history entry and an Event; a condition's new state is an Event too unless
 a history entry of this pass already announced the same reason.
+
+A rehearsal (``spec.rehearsal``) says the same things with the same reasons, so its history reads as
+the real migration's would, but every message says plainly that nothing was applied.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .models import (
 from .phases import Position
 
 HISTORY_LIMIT = 100
+REHEARSAL = "Rehearsal (not applied): "  # opens every message of a rehearsal's pass
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,11 @@ class Event:
 
 
 class Journal:
-    """History entries and Events produced by one pass."""
+    """History entries and Events produced by one pass (a rehearsal's say so in each message)."""
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, *, rehearsal: bool = False) -> None:
         self.now = now
+        self.prefix = REHEARSAL if rehearsal else ""
         self.entries: list[HistoryEntry] = []
         self.events: list[Event] = []
 
@@ -54,6 +59,7 @@ class Journal:
         warning: bool = False,
         time: str | None = None,
     ) -> None:
+        message = self.prefix + message
         self.entries.append(
             HistoryEntry(
                 time=time or conditions.timestamp(self.now),
@@ -70,7 +76,7 @@ class Journal:
 
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
         """An Event without a history entry: for news that repeats (an analysis verdict turning)."""
-        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+        self.events.append(Event("Warning" if warning else "Normal", reason, self.prefix + message))
 
 
 @dataclass
@@ -147,8 +153,14 @@ def degraded_condition(analysis: AnalysisStatus | None, halt: Halt | None, failu
     return Desired("Degraded", "False", "AnalysisPassing", analysis.message or "every check passed")
 
 
-def outcome_conditions(outcome: Outcome, degraded: Desired = NO_ANALYSIS) -> list[Desired]:
+def outcome_conditions(
+    outcome: Outcome, degraded: Desired = NO_ANALYSIS, *, rehearsal: bool = False
+) -> list[Desired]:
     reason, message = outcome.reason, outcome.message
+    if rehearsal and outcome.state == "target":
+        message = f"Rehearsal reached the target: {message}; the route object was not changed"
+    elif rehearsal:
+        message = REHEARSAL + message
     if outcome.state == "halted":
         return [*stalled(reason, message)[:-1], degraded]
     if outcome.state == "target":

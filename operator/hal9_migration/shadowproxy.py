@@ -38,9 +38,11 @@ from .models import (
     ShadowMode,
     ShadowStatus,
     parse_duration,
+    shadow_proxied,
 )
 from .phases import START
 from .statejob import owner_reference
+from .traffic.base import Routing
 
 COMPONENT = "shadow-proxy"
 CONTAINER = "shadow-proxy"
@@ -67,7 +69,16 @@ def proxy_name(migration: str) -> str:
 
 
 def in_use(spec: Hal9MigrationSpec) -> bool:
-    return spec.phases.shadow.mode is ShadowMode.PROXY
+    """Whether this migration runs the proxy in Shadow: Proxy mode, and not a rehearsal."""
+    return shadow_proxied(spec)
+
+
+def shadow_routing(spec: Hal9MigrationSpec) -> Routing:
+    """What Shadow asks of the router when the migration runs for real: no mesh mirror in Proxy mode
+    (the proxy copies the requests), else ``mirrorPercent``. A rehearsal writes nothing, yet it must
+    not walk on over a router that could never carry the real run."""
+    proxied = spec.phases.shadow.mode is ShadowMode.PROXY
+    return Routing(0, 0 if proxied else spec.phases.shadow.mirror_percent, tuple(spec.targeting))
 
 
 def route_mirror(spec: Hal9MigrationSpec, position: phases.Position) -> int:
@@ -77,7 +88,10 @@ def route_mirror(spec: Hal9MigrationSpec, position: phases.Position) -> int:
 
 
 def observes(spec: Hal9MigrationSpec, status: Hal9MigrationStatus, routed_now: str | None) -> bool:
-    """Whether a pass must look at the proxy: it is (or is about to be) in use, or still to be removed."""
+    """Whether a pass must look at the proxy: it is (or is about to be) in use, or still to be removed.
+    Never in a rehearsal: it neither runs a proxy nor removes the real migration's."""
+    if spec.rehearsal:
+        return False
     phase = status.position.phase if status.position is not None else None
     return (
         status.shadow is not None

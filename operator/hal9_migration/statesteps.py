@@ -46,7 +46,7 @@ def new_attempt_after_failure(p: Fields) -> None:
     """A failed attempt whose stop has ended (retry, a new spec) gives way to a new Job, which
     resumes from the checkpoints the workers committed."""
     status = p.state_status
-    if status is None or status.state != "Failed" or p.halt is not None:
+    if status is None or status.state != "Failed" or p.halt is not None or p.spec.rehearsal:
         return
     p.state_seen = None  # what the edge saw is the failed attempt's Job
     if p.frozen:
@@ -137,7 +137,10 @@ def stops_state(p: Fields, here: Position, target: Position) -> bool:
 
 def state_poll(p: Fields, record: PositionRecord | None) -> float | None:
     """How soon to look at the state migration again: at once when phase 3 has not been observed
-    (just entered, or a new attempt), every few seconds while its Job may be running."""
+    (just entered, or a new attempt), every few seconds while its Job may be running; never in a
+    rehearsal, which creates no Job and does not look at the real migration's."""
+    if p.spec.rehearsal:
+        return None
     in_phase = phases.at(record).phase is Phase.STATE_MIGRATION
     if in_phase and p.state_seen is None and p.halt is None:
         return 0.0
@@ -152,8 +155,9 @@ def observes_state(
 ) -> bool:
     """Whether the edge must observe the state migration for this pass: phase 3 is (or was, per the
     route object) where the migration stands, a Job of the current attempt may still be running, or
-    its failure's error has not reached a pod's status yet (``add_late_error``)."""
-    if isinstance(spec, str):
+    its failure's error has not reached a pod's status yet (``add_late_error``). Never in a
+    rehearsal: it neither creates a Job nor acts on the real migration's."""
+    if isinstance(spec, str) or spec.rehearsal:
         return False
     if any(r is not None and r.phase is Phase.STATE_MIGRATION for r in (status.position, memory)):
         return True

@@ -26,6 +26,7 @@ class Route:
     targeting: tuple[str, ...] = ()
     record: dict[str, Any] | None = None  # the operator's position record, as on the annotation
     detour: str | None = None  # the shadow proxy Service in flat's place
+    owner: str | None = None  # another existing migration that drives this route object
 
 
 @dataclass
@@ -109,7 +110,7 @@ class World:
         observed = ObservedRouting(
             self.route.weight, self.route.mirror, self.route.targeting, detour=self.route.detour
         )
-        view = plan.RouteView(observed, memory=record)
+        view = plan.RouteView(observed, memory=record, owner=self.route.owner)
         spec, status = plan.parse_spec(self.spec), plan.load_status(self.status)
         seen = None
         if plan.observes_state(spec, status, record):

@@ -18,8 +18,8 @@ from ..models import (
     Hal9MigrationSpec,
     Phase,
     PositionRecord,
-    ShadowMode,
     parse_duration,
+    shadow_proxied,
 )
 from .base import MetricProvider, Sample
 from .signals import NamedQuery, queries
@@ -80,7 +80,7 @@ def due(
     next_at = next_run(spec, last)
     if next_at is not None and now < next_at:
         return None
-    proxy = record.phase is Phase.SHADOW and spec.phases.shadow.mode is ShadowMode.PROXY
+    proxy = record.phase is Phase.SHADOW and shadow_proxied(spec)
     return Request(record.phase, record.since, queries(spec, namespace, migration, proxy))
 
 

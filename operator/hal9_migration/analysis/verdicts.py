@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .. import health
-from ..models import CheckResult, Hal9MigrationSpec, HealthStatus, Inconclusive, Phase, ShadowMode
+from ..models import CheckResult, Hal9MigrationSpec, HealthStatus, Inconclusive, Phase, shadow_proxied
 from .base import Sample
 from .signals import CPU, ERROR_RATE, FLAT_P99, MEMORY, OUTPUT_PARITY, P99
 
@@ -24,6 +24,10 @@ HEALTH_SCORE = "health-score"
 PARITY_NOTE = (
     "output-parity is not measured: a mesh mirror discards hierarchical's answers, so nothing is "
     "compared (phases.shadow.mode: Proxy compares them)"
+)
+REHEARSAL_PARITY_NOTE = (
+    "output-parity is not measured in a rehearsal: no shadow proxy runs and the route object is not "
+    "changed, so nothing is compared"
 )
 
 TriggerState = Literal["firing", "clear", "unknown"]
@@ -90,14 +94,15 @@ def gate_bounds(spec: Hal9MigrationSpec, phase: Phase | None) -> list[Bound]:
     own: list[Bound] = []
     if phase is Phase.SHADOW:
         latency = Bound(LATENCY_RATIO, None, p.shadow.max_latency_ratio, "phases.shadow.maxLatencyRatio")
-        if p.shadow.mode is ShadowMode.PROXY:  # DESIGN's Shadow gate: parity and latency
+        if shadow_proxied(spec):  # DESIGN's Shadow gate: parity and latency
             own = [
                 Bound(OUTPUT_PARITY, p.shadow.min_output_parity, None, "phases.shadow.minOutputParity"),
                 latency,
             ]
         else:
-            # Parity is not measured behind a mesh mirror: the error rate on the mirrored requests
-            # stands in for it (never start a canary on a failing system).
+            # Parity is not measured behind a mesh mirror (nor in a rehearsal, which runs no proxy):
+            # the error rate on the mirrored requests stands in for it (never start a canary on a
+            # failing system).
             own = [error, latency]
     elif phase in (Phase.CANARY, Phase.STATE_MIGRATION):
         own = [error, Bound(P99, None, p.canary.max_p99_ms, "phases.canary.maxP99Ms", strict=True)]
@@ -144,8 +149,8 @@ def evaluate(spec: Hal9MigrationSpec, phase: Phase | None, measured: list[Measur
         state = "firing" if fail_on_unknown else "unknown"
     else:
         state = "clear"
-    mirrored = phase is Phase.SHADOW and spec.phases.shadow.mode is ShadowMode.MIRROR
-    notes = [PARITY_NOTE] if mirrored else []
+    unmeasured = phase is Phase.SHADOW and not shadow_proxied(spec)
+    notes = [REHEARSAL_PARITY_NOTE if spec.rehearsal else PARITY_NOTE] if unmeasured else []
     return Evaluation(checks, verdict, message, triggers, state, health_now, notes)
 
 

@@ -64,6 +64,7 @@ from .spec import (
     WorkerRequests,
     WorkerResources,
     WorkloadRef,
+    shadow_proxied,
     traffic_split_range,
 )
 from .status import (
@@ -158,5 +159,6 @@ __all__ = [
     "cel",
     "k8s",
     "parse_duration",
+    "shadow_proxied",
     "traffic_split_range",
 ]

@@ -701,6 +701,15 @@ class Hal9MigrationSpec(Model):
         None, description="Optional cap on the hierarchical weight inside targetPhase."
     )
     paused: StrictBool = Field(False, description="Hold where the migration is; take no step.")
+    rehearsal: StrictBool = Field(
+        False,
+        description="A dry run against the live cluster: walk the whole plan, evaluating every gate on "
+        "real metrics at each would-be step, but write nothing to the route object, create no "
+        "state-migration Job and run no shadow proxy; history records each step it would have taken. "
+        "It starts where the migration stands; setting it back to false resumes from the route object.",
+        # Left out of dumps while false: the spec hash of a migration that never rehearses stays as it was.
+        exclude_if=lambda rehearsal: not rehearsal,
+    )
     phases: Phases = Field(default_factory=Phases, json_schema_extra={"default": {}})
     targeting: list[TargetingRule] = Field(
         default_factory=list,
@@ -731,6 +740,13 @@ class Hal9MigrationSpec(Model):
         if self.target_phase.number >= Phase.STATE_MIGRATION.number and self.state_migration is None:
             raise ValueError("stateMigration is required when targetPhase is StateMigration, RampUp or Full")
         return self
+
+
+def shadow_proxied(spec: Hal9MigrationSpec) -> bool:
+    """Whether Shadow runs through the operator's shadow proxy, which compares the answers: Proxy mode
+    outside a rehearsal. A rehearsal runs no proxy, so its Shadow is gated and measured as Mirror
+    mode's is; the one predicate keeps the gates, the analysis and the proxy's plan agreeing."""
+    return spec.phases.shadow.mode is ShadowMode.PROXY and not spec.rehearsal
 
 
 def traffic_split_range(phase: Phase, phases: Phases) -> tuple[int, int]:

@@ -163,6 +163,11 @@ class PositionRecord(StatusModel):
         default_factory=list, description="Components a Partial rollback left as they were."
     )
     generation: int | None = Field(None, description="The spec generation this move was made for.")
+    rehearsal: bool = Field(
+        False,
+        description="This position was only rehearsed: the route object never held it.",
+        exclude_if=lambda rehearsal: not rehearsal,  # absent from real records, as before rehearsals
+    )
 
 
 class GateStatus(StatusModel):
