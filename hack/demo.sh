@@ -39,6 +39,9 @@ show kubectl apply -f e2e/samples/hal9-standins.yaml -f e2e/samples/hal9-routes.
 show kubectl rollout status -n hal9 deployment/hal9-flat deployment/hal9-hierarchical --timeout=90s
 weights
 
+step "kubectl hal9 plan: the API server's verdict on a manifest (a server-side dry run, nothing stored) and every step ahead"
+show kubectl hal9 plan e2e/samples/flat-to-hierarchical.yaml
+
 step "A migration that no operator has seen yet reads as in progress (kstatus: not Current)"
 show kubectl apply -f e2e/samples/flat-to-hierarchical.yaml
 show kubectl get h9m -n hal9 flat-to-hierarchical -o jsonpath='{.status}{"\n"}'
@@ -53,6 +56,8 @@ watch_for 24
 show kubectl wait -n hal9 --for=condition=Ready h9m/flat-to-hierarchical h9m/via-gateway-api --timeout=60s
 weights
 show kubectl get h9m -n hal9 -o wide
+show kubectl hal9 list -n hal9 || true
+show kubectl hal9 status flat-to-hierarchical -n hal9 || true
 
 step "The match route the operator added for the targeting rule (internal users -> hierarchical)"
 kubectl get -n hal9 virtualservice hal9 -o jsonpath='{range .spec.http[*]}{.name}{"\t"}{.match}{"\n"}{end}'
@@ -62,18 +67,29 @@ printf '$ kubectl apply (targetPhase: Shadow, no trafficSplit)\n'
 sed 's/targetPhase: Canary/targetPhase: Shadow/; /trafficSplit:/d' e2e/samples/flat-to-hierarchical.yaml | kubectl apply -f -
 watch_for 10
 weights
-show kubectl get h9m -n hal9 flat-to-hierarchical \
-  -o jsonpath='{range .status.history[*]}{.time}{"  "}{.reason}{"  "}{.to}{" "}{.weight}{"%  "}{.message}{"\n"}{end}'
+show kubectl hal9 history flat-to-hierarchical -n hal9
 
 step "A bad route reference stalls with its reason, and touches nothing"
 show kubectl apply -f e2e/samples/bad-route.yaml
 show kubectl wait -n hal9 --for=condition=Stalled h9m/bad-route --timeout=60s
 show kubectl get h9m -n hal9 bad-route -o wide
 
-step "Bad input is refused at admission"
+step "Bad input is refused at admission (kubectl hal9 plan shows the same refusal before anything is applied)"
 printf '$ kubectl apply (trafficSplit: 60 with targetPhase: Canary)\n'
 sed 's/trafficSplit: 10/trafficSplit: 60/; s/name: flat-to-hierarchical/name: too-far/' \
   e2e/samples/flat-to-hierarchical.yaml | kubectl apply -f - || true
+printf '$ kubectl hal9 plan - (the same manifest)\n'
+sed 's/trafficSplit: 10/trafficSplit: 60/; s/name: flat-to-hierarchical/name: too-far/' \
+  e2e/samples/flat-to-hierarchical.yaml | kubectl hal9 plan - || true
+
+step "A rehearsal: the whole walk to Full on the VirtualService flat-to-hierarchical drives, writing nothing"
+show kubectl hal9 plan e2e/samples/rehearsal.yaml
+weights
+show kubectl apply -f e2e/samples/rehearsal.yaml
+show kubectl wait -n hal9 --for=condition=Ready h9m/rehearsal --timeout=60s
+weights
+show kubectl hal9 history rehearsal -n hal9
+show kubectl get jobs -n hal9
 
 step "All five phases: the state migration runs as a real Indexed Job (pods run by the node agent)"
 show hal9-migration seed-state --url "sqlite:///$DEMO_DIR/flat.db" --count 100000 --seed 9
@@ -87,9 +103,8 @@ watcher=$!
 kubectl wait -n hal9 --for=condition=Ready h9m/all-five-phases --timeout=300s >/dev/null
 kill "$watcher" 2>/dev/null || true
 show kubectl get jobs,pods -n hal9 -l app.kubernetes.io/component=state-migration
-show kubectl get h9m -n hal9 all-five-phases -o jsonpath='{.status.stateMigration}{"\n"}'
-show kubectl get h9m -n hal9 all-five-phases \
-  -o jsonpath='{range .status.history[*]}{.reason}{"  "}{.to}{" "}{.weight}{"%  "}{.message}{"\n"}{end}'
+show kubectl hal9 status all-five-phases -n hal9 || true
+show kubectl hal9 history all-five-phases -n hal9
 
 step "Real traffic: Envoy Gateway + a real Envoy in front of the stand-ins, Prometheus scraping them"
 python -m hal9_migration.testing.trafficstack "$DEMO_DIR/traffic" --namespace hal9 \
@@ -108,11 +123,7 @@ kubectl get h9m -n hal9 on-real-traffic -w &
 watcher=$!
 kubectl wait -n hal9 --for=condition=Ready h9m/on-real-traffic --timeout=180s >/dev/null
 kill "$watcher" 2>/dev/null || true
-analysis() {
-  kubectl get h9m -n hal9 on-real-traffic -o jsonpath='{range .status.analysis.checks[*]}  check   {.name}: {.verdict}  {.reason}{"\n"}{end}{range .status.analysis.triggers[*]}  trigger {.name}: {.verdict}  {.reason}{"\n"}{end}  health: {.status.health}{"\n"}'
-}
-printf '$ kubectl get h9m -n hal9 on-real-traffic -o jsonpath=<status.analysis, status.health>\n'
-analysis
+show kubectl hal9 status on-real-traffic -n hal9 || true
 
 step "One command makes hierarchical fail; the analysis fails and the operator rolls back by itself"
 show kubectl set env -n hal9 deployment/hal9-hierarchical HAL9_ERROR_RATE=0.3
@@ -122,10 +133,8 @@ watcher=$!
 kubectl wait -n hal9 --for=condition=Stalled h9m/on-real-traffic --timeout=120s >/dev/null
 kubectl wait -n hal9 --for=jsonpath='{.status.weight}'=0 h9m/on-real-traffic --timeout=60s >/dev/null
 kill "$watcher" 2>/dev/null || true
-analysis
-show kubectl get h9m -n hal9 on-real-traffic -o jsonpath='{.status.rollback}{"\n"}'
-show kubectl get h9m -n hal9 on-real-traffic \
-  -o jsonpath='{range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+printf '$ kubectl hal9 status on-real-traffic -n hal9   (exit code 2: needs a person)\n'
+kubectl hal9 status on-real-traffic -n hal9 || echo "exit code $?"
 
 step "Git re-applies the failed spec (as Argo CD self-heal would): the operator holds at the safe weight"
 show kubectl apply -f e2e/samples/on-real-traffic.yaml
