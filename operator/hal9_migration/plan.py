@@ -69,6 +69,21 @@ def decide(
     return rehearsal.settled(spec, decided, current)
 
 
+# The Stalled reasons of a pass that stops before the walk (``_problem``, or an invalid spec): it acts
+# on no control annotation until the cause is fixed, so the kubectl plugin says so instead of waiting.
+CONTROLS_WAIT_FOR = frozenset(
+    {
+        "InvalidSpec",
+        "ReferenceForbidden",
+        "ReferenceNotFound",
+        "RouteNotFound",
+        "RouteMisconfigured",
+        "RouteInUse",
+        "UnsupportedByRouter",
+    }
+)
+
+
 def _problem(
     observed: Observed, route: RouteView | RouteProblem | None, spec: Hal9MigrationSpec
 ) -> tuple[str, str] | None:

@@ -17,12 +17,15 @@ stripped of everything that would act on the cluster:
 
 Outside a rehearsal, a rehearsed ``status.position`` is never believed: the route object's record
 (or nothing: the start) is where the migration stands, history says the rehearsal ended, and what the
-rehearsal measured (analysis, health, gate, rollback, snapshots of phases not really left) is dropped.
+rehearsal measured and made (analysis, health, gate, and the snapshots and rollback record it took,
+marked ``rehearsal``) is dropped. A real rollback's record stays: rehearsing a held-off failed spec
+does not change its hash (``rollback.spec_hash``), so it stays held off.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from . import phases, shadowproxy
 from .decision import Decision, RouteView, standing
@@ -46,12 +49,18 @@ def starting_point(
             f"{phases.at(position).label()}, where the route object stands",
         )
         # What the rehearsal measured and decided describes positions the route object never held:
-        # its analysis, health, gate and rollback go, and so do snapshots of phases the migration
-        # has not really left (a later automatic rollback must only go back to where it has been).
-        reached = phases.phase_number(phases.at(position))
-        real_snapshots = [s for s in current.snapshots if (s.phase.number if s.phase else 0) < reached]
-        cleared = {"analysis": None, "health": None, "gate": None, "rollback": None}
-        update = {"position": position, "snapshots": real_snapshots, **cleared}
+        # its analysis, health and gate go, and so do the snapshots and the rollback it made (a real
+        # automatic rollback's record stays, so its failed spec is still held off).
+        real_snapshots = [s for s in current.snapshots if not s.rehearsal]
+        real_rollback = current.rollback if current.rollback and not current.rollback.rehearsal else None
+        update = {
+            "position": position,
+            "snapshots": real_snapshots,
+            "rollback": real_rollback,
+            "analysis": None,
+            "health": None,
+            "gate": None,
+        }
         return current.model_copy(update=update), route
     here = phases.at(position)
     holding = ObservedRouting(here.weight, shadowproxy.route_mirror(spec, here), route.observed.targeting)
@@ -63,15 +72,29 @@ def starting_point(
 def settled(spec: Hal9MigrationSpec, decision: Decision, stored: Hal9MigrationStatus) -> Decision:
     """The decision as the edge acts on it: whether the status changed is judged against the status
     as stored (the pass may have started from an amended copy), and a rehearsal acts on nothing but
-    its own status."""
-    changed = decision.status != dump_status(stored)
+    its own status, where the snapshots and the rollback it made are marked as rehearsed."""
     if not spec.rehearsal:
-        return dataclasses.replace(decision, changed=changed)
+        return dataclasses.replace(decision, changed=decision.status != dump_status(stored))
+    status = _mark_rehearsed(decision.status, dump_status(stored))
     return dataclasses.replace(
         decision,
-        changed=changed,
+        status=status,
+        changed=status != dump_status(stored),
         route=None,
         state=None,
         proxy=None,
         summary=REHEARSAL + decision.summary,
     )
+
+
+def _mark_rehearsed(status: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """``status`` with the snapshots and the rollback record this rehearsal pass made marked
+    ``rehearsal``, so ending the rehearsal drops them and nothing else."""
+    out = dict(status)
+    before = stored.get("snapshots") or []
+    if "snapshots" in status:
+        out["snapshots"] = [s if s in before else {**s, "rehearsal": True} for s in status["snapshots"]]
+    rollback = status.get("rollback")
+    if rollback is not None and rollback != stored.get("rollback"):
+        out["rollback"] = {**rollback, "rehearsal": True}
+    return out

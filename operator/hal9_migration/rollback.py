@@ -82,7 +82,9 @@ def health_fell(baseline: float | None, score: float | None) -> bool:
 def spec_hash(spec: Hal9MigrationSpec) -> str:
     """A short fingerprint of what a spec declares, to recognise a failed spec coming back.
 
-    ``paused`` is left out: pausing the failed spec and resuming it is not a new spec."""
-    declared = spec.model_dump(by_alias=True, mode="json", exclude={"paused"})
+    ``paused`` is left out: pausing the failed spec and resuming it is not a new spec. So is
+    ``rehearsal``: rehearsing the failed spec (and turning the rehearsal off again) is not a fix, so
+    a real automatic rollback keeps holding it off until a retry or a real change."""
+    declared = spec.model_dump(by_alias=True, mode="json", exclude={"paused", "rehearsal"})
     text = json.dumps(declared, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -41,7 +41,7 @@ class Plan:
     target: Position
     direction: str  # "forward" | "back" | "at target"
     steps: list[PlannedStep]  # from the current step (when started) to the target, in order
-    note: str = ""  # how a walk back goes, or what holds the migration
+    note: str = ""  # how a walk back goes
 
 
 def limit(bound: Bound) -> str:

@@ -136,7 +136,20 @@ def test_status_watch_to_a_pipe_prints_one_json_line_per_change(
     cluster: Cluster, namespace: str, operator: OperatorProcess
 ) -> None:
     start_quick_walk(cluster, namespace, 2)
-    result = hal9(cluster, "status", NAME, "-n", namespace, "--watch", "-o", "json", "--timeout", "60s")
+    # The API server ends each watch after a second: the plugin must resume each from where it was.
+    result = hal9(
+        cluster,
+        "status",
+        NAME,
+        "-n",
+        namespace,
+        "--watch",
+        "-o",
+        "json",
+        "--timeout",
+        "60s",
+        env=plugin_env(cluster, HAL9_KUBECTL_WATCH_SECONDS="1"),
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert changes([line["route"]["weight"] for line in lines])[-2:] == [10, 25]
@@ -294,6 +307,13 @@ def test_list_shows_every_migration_and_exits_with_the_worst(
     assert (mine[NAME]["exitCode"], mine["broken"]["exitCode"]) == (0, 2)
     assert mine[NAME]["condition"]["reason"] == "TargetReached"
 
+    # A control the operator cannot act on now (it cannot read the objects the spec names) is not sent.
+    refused = hal9(cluster, "promote", "broken", "-n", namespace, "--timeout", "5s")
+    assert refused.returncode == 2 and "not sent" in refused.stdout and "ReferenceNotFound" in refused.stdout
+    assert "migration.hal9.ai/promote" not in get(cluster, namespace, "broken")["metadata"].get(
+        "annotations", {}
+    )
+
     alone = hal9(cluster, "status", NAME, "-n", namespace)
     assert alone.returncode == 0 and "Ready (TargetReached)" in alone.stdout
     assert hal9(cluster, "status", "broken", "-n", namespace).returncode == 2
@@ -319,10 +339,25 @@ def test_unreachable_cluster_or_object_exits_3(cluster: Cluster, namespace: str,
         assert result.returncode == 3, (args, result.stdout, result.stderr)
         assert "cannot reach the API server at https://127.0.0.1:1" in result.stderr
 
+    # A token the API server refuses, and one that cannot even be sent: exit 3, the token never shown.
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    token = cluster.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    for credential, expect in ((token, "Error from server (Forbidden)"), (token + "\n", "cannot be sent")):
+        config = yaml.safe_load(Path(cluster.env["KUBECONFIG"]).read_text())
+        for user in config["users"]:
+            user["user"] = {"token": credential}
+        stranger = tmp_path / "stranger-kubeconfig"
+        stranger.write_text(yaml.safe_dump(config))
+        result = hal9(cluster, "list", "-n", namespace, env=plugin_env(cluster, KUBECONFIG=str(stranger)))
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert expect in result.stderr and token not in result.stderr + result.stdout
+
     nowhere = hal9(cluster, "list", env=plugin_env(cluster, KUBECONFIG=str(tmp_path / "absent")))
     assert nowhere.returncode == 3 and "cannot read kubeconfig" in nowhere.stderr
     wrong = hal9(cluster, "list", "--context", "no-such-context")
     assert wrong.returncode == 3 and 'context "no-such-context" does not exist' in wrong.stderr
+    usage = hal9(cluster, "status")  # no name: a command-line mistake, not "needs a person"
+    assert usage.returncode == 4 and "the following arguments are required: name" in usage.stderr
 
 
 # --- plan -------------------------------------------------------------------------------------------

@@ -308,12 +308,16 @@ def test_the_edge_is_not_asked_to_look_at_the_job_or_the_proxy() -> None:
     assert shadowproxy.shadow_routing(parsed).mirror == 0  # the real run's routing, for the router check
 
 
-def test_a_spec_that_never_rehearses_keeps_its_hash() -> None:
-    """A held-off failed spec stays recognised across the upgrade that brought ``rehearsal``."""
+def test_rehearsing_is_not_a_new_spec_for_a_held_off_failed_one() -> None:
+    """A held-off failed spec stays recognised across the upgrade that brought ``rehearsal`` (the
+    field is absent from its dump) and when it is rehearsed: rehearsing is not a fix."""
     real = Hal9MigrationSpec.model_validate(spec(rehearsal=None))
     rehearsed = Hal9MigrationSpec.model_validate(spec())
     assert "rehearsal" not in real.model_dump(by_alias=True) and real.rehearsal is False
-    assert spec_hash(real) != spec_hash(rehearsed)
+    assert spec_hash(real) == spec_hash(rehearsed)
+    assert spec_hash(real) != spec_hash(
+        Hal9MigrationSpec.model_validate(spec(rehearsal=None, targetPhase="Canary"))
+    )
 
 
 def test_what_a_rehearsal_measured_goes_when_it_ends() -> None:
@@ -338,3 +342,26 @@ def test_what_a_rehearsal_measured_goes_when_it_ends() -> None:
     for gone in ("rollback", "analysis", "health", "gate"):
         assert gone not in world.status, gone
     assert [s.get("phase") for s in world.status.get("snapshots", [])] == [None, "Shadow"]
+
+
+def test_a_real_rollback_still_holds_its_failed_spec_off_after_a_rehearsal() -> None:
+    """Rehearsing and then turning the rehearsal off must not release a spec that really failed."""
+    failing = spec(rehearsal=None, analysis=ANALYSIS, targetPhase="Canary", stateMigration=None)
+    world = World(failing, T0, metrics=analysis.NoopProvider(healthy()))
+    while world.status.get("weight") != 10:
+        world.step(0.5)
+    world.metrics.values[ERRORS] = 0.2
+    world.run(10, tick=0.5)
+    assert world.condition("Stalled") == ("True", "RolledBack") and world.writes[-1] == (0, 100)
+    real_rollback = world.status["rollback"]
+    snapshots = world.status["snapshots"]
+    world.edit(rehearsal=True)
+    world.run(20, tick=0.5)
+    world.spec = copy.deepcopy(failing)  # git puts the failed spec back as it was
+    world.generation += 1
+    writes = len(world.writes)
+    world.run(20, tick=0.5)
+    assert "RehearsalEnded" in [h["reason"] for h in world.status["history"]]
+    assert world.condition("Stalled") == ("True", "RolledBack")
+    assert world.writes[writes:] == [] and world.status["rollback"] == real_rollback
+    assert world.status["snapshots"] == snapshots

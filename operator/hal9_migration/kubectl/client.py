@@ -9,11 +9,12 @@ discovery; the plugin only needs a handful of paths, so it calls them directly o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from ..traffic.base import Router
 
 API_VERSION = f"{GROUP}/{VERSION}"
 FIELD_MANAGER = "kubectl-hal9"
-WATCH_SECONDS = 240  # the API server ends a watch after this; the plugin starts another from where it was
+# The API server ends each watch after this; the plugin starts another from the last version seen.
+WATCH_SECONDS = int(os.environ.get("HAL9_KUBECTL_WATCH_SECONDS", "240"))
 
 
 class Unreachable(Exception):
@@ -163,59 +165,81 @@ class Cluster:
     def watch(
         self, url: str, version: str, namespace: str, name: str, stop: threading.Event
     ) -> Iterator[dict[str, Any] | None]:
-        """The object now, then each new version of it (None once it is deleted), until ``stop``.
+        """The object now (None when there is none), then each new version of it (None when it is
+        deleted), until ``stop``: a list and a watch of that name, so an object created later shows up.
 
-        A watch the API server ends is started again from the last version seen (a fresh read when
-        that version is too old), so nothing is missed and nothing is polled."""
+        A watch the API server ends, or a broken stream, resumes from the last version seen (a fresh
+        list when that version is too old); an API server gone for a moment (a restart) is waited out,
+        up to 5 s between tries. Only a first read that fails raises, so nothing is missed or polled."""
         version_seen: str | None = None
+        started, backoff = False, 0.5
         while not stop.is_set():
-            if version_seen is None:
-                response = self._call("get", url=f"{url}/{name}", version=version, namespace=namespace)
-                if response.status_code == 404:
-                    yield None
-                    return
-                current = self._body(response)
-                version_seen = current["metadata"]["resourceVersion"]
-                yield current
-            params = {
-                "watch": "true",
-                "fieldSelector": f"metadata.name={name}",
-                "resourceVersion": version_seen,
-                "timeoutSeconds": str(WATCH_SECONDS),
-                "allowWatchBookmarks": "true",
-            }
-            response = self._call(
-                "get",
-                url=url,
-                version=version,
-                namespace=namespace,
-                params=params,
-                stream=True,
-                timeout=(10, WATCH_SECONDS + 30),
-            )
-            if response.status_code == 410:
-                version_seen = None
-                continue
-            self._check(response)
             try:
-                for line in response.iter_lines():
-                    if stop.is_set():
-                        return
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        version_seen = None  # typically 410 Gone: read afresh
-                        break
-                    version_seen = obj.get("metadata", {}).get("resourceVersion", version_seen)
-                    if event.get("type") == "DELETED":
-                        yield None
-                        return
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        yield obj
-            except requests.RequestException:
-                continue  # the stream broke: watch again from the last version seen
-            finally:
-                response.close()
+                if version_seen is None:
+                    listed = self._body(
+                        self._call(
+                            "get",
+                            url=url,
+                            version=version,
+                            namespace=namespace,
+                            params={"fieldSelector": f"metadata.name={name}"},
+                        )
+                    )
+                    items = listed.get("items") or []
+                    version_seen = str(listed["metadata"]["resourceVersion"])
+                    started = True
+                    yield items[0] if items else None
+                version_seen = yield from self._follow(url, version, namespace, name, version_seen, stop)
+                backoff = 0.5
+            except (Unreachable, Rejected, requests.RequestException):
+                if not started:
+                    raise
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _follow(
+        self, url: str, version: str, namespace: str, name: str, since: str, stop: threading.Event
+    ) -> Generator[dict[str, Any] | None, None, str | None]:
+        """One watch from ``since``; returns the last version seen (None: list again)."""
+        params = {
+            "watch": "true",
+            "fieldSelector": f"metadata.name={name}",
+            "resourceVersion": since,
+            "timeoutSeconds": str(WATCH_SECONDS),
+            "allowWatchBookmarks": "true",
+        }
+        response = self._call(
+            "get",
+            url=url,
+            version=version,
+            namespace=namespace,
+            params=params,
+            stream=True,
+            timeout=(10, WATCH_SECONDS + 30),
+        )
+        with contextlib.closing(response):
+            if response.status_code == 410:
+                return None
+            self._check(response)
+            version_seen: str | None = since
+            for line in response.iter_lines():
+                if stop.is_set():
+                    return version_seen
+                try:
+                    event = json.loads(line) if line else None
+                except ValueError:
+                    event = None  # a torn line: the next event or a fresh list puts it right
+                if not isinstance(event, dict):
+                    continue
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    return None  # typically 410 Gone: list afresh
+                version_seen = obj.get("metadata", {}).get("resourceVersion", version_seen)
+                if event.get("type") == "DELETED":
+                    yield None
+                elif event.get("type") in ("ADDED", "MODIFIED"):
+                    yield obj
+            return version_seen
 
     def migration_watch(self, name: str, stop: threading.Event) -> Iterator[dict[str, Any] | None]:
         return self.watch(PLURAL, API_VERSION, self.namespace, name, stop)
@@ -225,6 +249,12 @@ class Cluster:
     def _call(self, method: str, **kwargs: Any) -> requests.Response:
         try:
             return getattr(self.api, method)(**kwargs)  # type: ignore[no-any-return]
+        except (requests.exceptions.InvalidHeader, ValueError) as error:
+            # Its message quotes the header, i.e. the token: never print it.
+            raise Unreachable(
+                "the kubeconfig's credentials cannot be sent (a token or header value is malformed, "
+                "e.g. ends with a newline)"
+            ) from error
         except requests.RequestException as error:
             raise Unreachable(f"cannot reach the API server at {self.server}: {_short(error)}") from error
 

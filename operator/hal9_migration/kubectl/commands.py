@@ -12,18 +12,19 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import yaml
 from rich.console import Console
 from rich.live import Live
 
 from .. import controls, plan, timeline, traffic
-from ..inputs import parse_spec
-from ..models import KIND, HistoryEntry
+from ..inputs import load_status, parse_spec
+from ..models import KIND, Hal9MigrationSpec, HistoryEntry, PositionRecord
 from ..traffic.base import Router
 from . import summary, views
 from .client import Cluster, Rejected, Unreachable, merged
@@ -62,7 +63,7 @@ def list_migrations(cluster: Cluster, all_namespaces: bool, output: str, out: Te
 
 def history(cluster: Cluster, name: str, output: str, out: TextIO) -> int:
     obj = cluster.get(name)
-    entries = summary.status_of(obj).history
+    entries = load_status(obj.get("status")).history
     if output == "json":
         _dump(out, [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in entries])
     elif not entries:
@@ -82,11 +83,42 @@ def _router(obj: Mapping[str, Any]) -> Router | None:
     return traffic.router_for(spec, obj["metadata"]["namespace"], None)
 
 
-def _route_seen(obj: Mapping[str, Any], route_obj: Mapping[str, Any] | None) -> views.RouteSeen | None:
+@dataclass(frozen=True)
+class RouteUnreadable:
+    """The route object could not be read (e.g. RBAC lets you read the migration, not the route)."""
+
+    why: str
+
+
+def _read_route(cluster: Cluster, router: Router | None) -> dict[str, Any] | RouteUnreadable | None:
+    if router is None:
+        return None
+    try:
+        return cluster.read_route(router)
+    except (Unreachable, Rejected) as error:
+        return RouteUnreadable(str(error))
+
+
+def _route_watch(cluster: Cluster, router: Router, stop: threading.Event) -> Iterator[Any]:
+    """The route object's versions; a failure to read it shows in the view instead of ending it."""
+    version = f"{router.group}/{router.version}"
+    try:
+        yield from cluster.watch(router.plural, version, router.backends.namespace, router.name, stop)
+    except (Unreachable, Rejected) as error:
+        yield RouteUnreadable(str(error))
+
+
+def _route_seen(
+    obj: Mapping[str, Any], route_obj: Mapping[str, Any] | RouteUnreadable | None
+) -> views.RouteSeen | None:
     spec = parse_spec(obj.get("spec"))
     if isinstance(spec, str):
         return None
-    return views.route_seen(spec, obj["metadata"]["namespace"], obj["metadata"]["name"], route_obj)
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    if isinstance(route_obj, RouteUnreadable):
+        router = traffic.router_for(spec, namespace, None)
+        return views.RouteSeen(router.kind, router.name, problem=f"cannot be read: {route_obj.why}")
+    return views.route_seen(spec, namespace, name, route_obj)
 
 
 def _status_json(obj: Mapping[str, Any], route: views.RouteSeen | None) -> dict[str, Any]:
@@ -113,7 +145,7 @@ def _status_json(obj: Mapping[str, Any], route: views.RouteSeen | None) -> dict[
 def status(cluster: Cluster, name: str, output: str, out: TextIO) -> int:
     obj = cluster.get(name)
     router = _router(obj)
-    route = _route_seen(obj, cluster.read_route(router) if router else None)
+    route = _route_seen(obj, _read_route(cluster, router))
     if output == "json":
         _dump(out, _status_json(obj, route))
     else:
@@ -131,11 +163,10 @@ def watch(cluster: Cluster, name: str, output: str, timeout: float | None, out: 
     stop = threading.Event()
     latest: dict[str, Any] = {"obj": cluster.get(name)}
     router = _router(latest["obj"])
-    latest["route"] = cluster.read_route(router) if router is not None else None
+    latest["route"] = _read_route(cluster, router)
     sources: list[Iterator[Any]] = [cluster.migration_watch(name, stop)]
     if router is not None:
-        version = f"{router.group}/{router.version}"
-        sources.append(cluster.watch(router.plural, version, router.backends.namespace, router.name, stop))
+        sources.append(_route_watch(cluster, router, stop))
     if timeout is not None:
         timer = threading.Timer(timeout, stop.set)
         timer.daemon = True
@@ -196,15 +227,33 @@ def actor(cluster: Cluster) -> str:
         return getpass.getuser()
 
 
-def _new_entries(before: Sequence[HistoryEntry], after: Sequence[HistoryEntry]) -> list[HistoryEntry]:
-    """The entries recorded since ``before`` was read (history keeps the last 100, so match the end)."""
-    if not before:
-        return list(after)
-    last = before[-1]
-    for index in range(len(after) - 1, -1, -1):
-        if after[index] == last:
-            return list(after[index + 1 :])
+def new_entries(before: Sequence[HistoryEntry], after: Sequence[HistoryEntry]) -> list[HistoryEntry]:
+    """The entries recorded since ``before`` was read: what follows the longest start of ``after``
+    that ends ``before`` (history keeps the last 100, and two entries may be equal to the second)."""
+    for overlap in range(min(len(before), len(after)), 0, -1):
+        if list(after[:overlap]) == list(before[len(before) - overlap :]):
+            return list(after[overlap:])
     return list(after)
+
+
+def _wait_for(
+    cluster: Cluster, name: str, timeout: float, done: Callable[[Mapping[str, Any]], bool]
+) -> Mapping[str, Any] | None:
+    """The migration once ``done`` holds for it (watching, not polling), or None after ``timeout``."""
+    stop = threading.Event()
+    timer = threading.Timer(timeout, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        for _, obj in merged(stop, cluster.migration_watch(name, stop)):
+            if obj is None:
+                raise Unreachable(f'Hal9Migration "{name}" was deleted')
+            if done(obj):
+                return cast(Mapping[str, Any], obj)
+        return None
+    finally:
+        stop.set()
+        timer.cancel()
 
 
 def control(
@@ -212,46 +261,57 @@ def control(
 ) -> int:
     """Set the verb's annotation, wait until the operator has consumed it, print what it recorded.
 
-    Exit 0 when acted on, 2 when the operator refused it (e.g. a promote at the target), 1 when it was
-    not consumed within ``timeout`` (the annotation stays: it is acted on once the operator runs)."""
+    Exit 0 when acted on, 2 when the operator refused it (e.g. a promote at the target) or cannot
+    act on controls now, 1 when it was not consumed within ``timeout`` (the annotation stays: it is
+    acted on once the operator runs)."""
     key = controls.annotation(verb)
-    before = summary.status_of(cluster.get(name)).history
+    obj: Mapping[str, Any] = cluster.get(name)
+    blocked = summary.controls_blocked(load_status(obj.get("status")))
+    if blocked is not None:
+        out.write(f"{verb.value}: not sent: {blocked}\n")
+        return summary.NEEDS_A_PERSON
     who = actor(cluster)
-    cluster.annotate(name, {key: who})
-    stop = threading.Event()
-    timer = threading.Timer(timeout, stop.set)
-    timer.daemon = True
-    timer.start()
-    latest: Mapping[str, Any] | None = None
-    try:
-        for _, obj in merged(stop, cluster.migration_watch(name, stop)):
-            if obj is None:
-                raise Unreachable(f'Hal9Migration "{name}" was deleted')
-            latest = obj
-            if key not in (obj["metadata"].get("annotations") or {}):
-                break
-        else:
-            out.write(
-                f"{verb.value}: not acted on within {timeout:g}s; the annotation {key}={who} stays and is "
-                "acted on once the operator runs (is it running?)\n"
-            )
+
+    def bookkeeping_clear(o: Mapping[str, Any]) -> bool:
+        """The operator forgets a control it acted on once it sees the annotation gone; the same
+        value set before that would be taken for the old one and dropped."""
+        consumed = load_status(o.get("status")).controls
+        return key not in (o["metadata"].get("annotations") or {}) and (
+            consumed is None or consumed.consumed.get(verb.value) != who
+        )
+
+    if not bookkeeping_clear(obj):
+        cleared = _wait_for(cluster, name, timeout, bookkeeping_clear)
+        if cleared is None:
+            out.write(f"{verb.value}: a {verb.value} by {who} is still being handled; try again\n")
             return summary.MOVING
-    finally:
-        stop.set()
-        timer.cancel()
-    assert latest is not None
-    recorded = _new_entries(before, summary.status_of(latest).history)
-    refused = any(e.reason.endswith("Ignored") for e in recorded)
+        obj = cleared
+    before = load_status(obj.get("status")).history
+    try:
+        cluster.annotate(name, {key: who})
+    except Rejected as rejection:  # e.g. an admission webhook or policy refusing the change
+        out.write(f"{verb.value}: {rejection}\n")
+        return summary.NEEDS_A_PERSON
+    latest = _wait_for(cluster, name, timeout, lambda o: key not in (o["metadata"].get("annotations") or {}))
+    if latest is None:
+        out.write(
+            f"{verb.value}: not acted on within {timeout:g}s; the annotation {key}={who} stays and is "
+            "acted on once the operator runs (is it running?)\n"
+        )
+        return summary.MOVING
+    recorded = new_entries(before, load_status(latest.get("status")).history)
+    mine = [e for e in recorded if e.actor == who]
+    refused = not mine or any(e.reason.endswith("Ignored") for e in mine)
     if output == "json":
         entries = [e.model_dump(by_alias=True, exclude_none=True, mode="json") for e in recorded]
         _dump(out, {"control": verb.value, "actor": who, "acted": not refused, "history": entries})
     else:
         console = _console(out)
-        console.print(f"{verb.value} by {who}: acted on by the operator.")
-        if recorded:
+        if mine:
+            console.print(f"{verb.value} by {who}: acted on by the operator.")
             console.print(views.history_table(recorded, title="What it did"))
         else:
-            console.print("It recorded nothing new.")
+            console.print(f"{verb.value} by {who}: removed by the operator without an entry of yours.")
     return summary.NEEDS_A_PERSON if refused else summary.AT_TARGET
 
 
@@ -306,16 +366,18 @@ def plan_file(
     return code
 
 
-def _standing(cluster: Cluster, live: Mapping[str, Any] | None, spec: Any, namespace: str, name: str) -> Any:
-    """Where the live migration stands, as the operator would see it (its record on the route object
-    when newer than status), or None when there is no live migration."""
+def _standing(
+    cluster: Cluster, live: Mapping[str, Any] | None, spec: Hal9MigrationSpec, namespace: str, name: str
+) -> PositionRecord | None:
+    """Where the live migration stands as the operator would see it under ``spec`` (its record on the
+    route object when newer than status; a rehearsal's own record while rehearsing), or None when
+    there is no live migration."""
     if live is None:
         return None
-    router = traffic.router_for(spec, namespace, None)
-    route_obj = cluster.read_route(router)
-    memory = traffic.read_memory(route_obj) if route_obj is not None else None
+    route_obj = _read_route(cluster, traffic.router_for(spec, namespace, None))
+    memory = traffic.read_memory(route_obj) if isinstance(route_obj, dict) else None
     record = plan.load_record(memory) if memory and memory.get("migration") == name else None
-    return plan.standing(plan.load_status(live.get("status")), record)
+    return plan.standing(load_status(live.get("status")), record, spec.rehearsal)
 
 
 def _plan_json(title: str, ahead: timeline.Plan) -> dict[str, Any]:

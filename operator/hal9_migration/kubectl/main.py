@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TextIO
+import textwrap
+from typing import NoReturn, TextIO
 
-from ..controls import Verb
+from ..controls import Verb, annotation
 from ..models import parse_duration
 from . import commands
 from .client import Rejected, Unreachable, connect
 from .summary import UNREACHABLE
 
-EXIT_CODES = """exit codes (status, list, watch):
-  0  at the declared target and healthy (Ready, the latest spec seen, not Degraded)
+USAGE_OR_BUG = 4
+
+EXIT_CODES = """exit codes (status, status --watch, list: the worst of them):
+  0  at the declared target and healthy (Ready, the latest spec seen, not Degraded); a rehearsal
+     at its target too (its status says Rehearsal)
   1  on the way: moving, waiting for a step or a gate, paused, or the operator has not caught up
   2  needs a person: Stalled (deadline, abort, automatic rollback, failed state migration, invalid
-     spec, missing object) or Degraded (a rollback trigger is firing)
-  3  the cluster or the object cannot be reached (no kubeconfig, connection refused, not found,
-     forbidden)
-controls: 0 acted on, 1 not consumed within --timeout, 2 refused by the operator (e.g. nothing to
-promote), 3 unreachable. plan: 0 valid, 2 rejected by the API server, 3 unreachable."""
+     spec, missing object) or Degraded (a rollback trigger is firing, or a gate check failing)
+  3  the cluster or the object cannot be reached (no kubeconfig or context, connection refused,
+     not found, forbidden)
+  4  a mistake on the command line, or an unexpected error
+controls: 0 acted on, 1 not consumed within --timeout, 2 refused (by the operator, e.g. nothing to
+promote, or by the API server) or not sent because the operator cannot act on controls now.
+plan: 0 valid, 2 rejected by the API server or unusable (unreadable file, no Hal9Migration in it)."""
 
 CONTROLS = {
     Verb.PROMOTE: "skip the current step's wait and gate once (the step is recorded as Promoted)",
@@ -33,8 +39,8 @@ CONTROLS = {
 }
 
 
-def _connection_flags() -> argparse.ArgumentParser:
-    flags = argparse.ArgumentParser(add_help=False)
+def _connection_flags() -> _Parser:
+    flags = _Parser(add_help=False)
     group = flags.add_argument_group("cluster")
     group.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
     group.add_argument("--context", help="the kubeconfig context to use (default: the current one)")
@@ -55,8 +61,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m, 1h") from error
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage mistake, which is "needs a person" here: exit 4 instead."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_OR_BUG, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="kubectl hal9",
         description=__doc__,
         epilog=EXIT_CODES,
@@ -69,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
         command = sub.add_parser(
             name,
             help=help,
-            description=description,
+            description=textwrap.fill(description, 100),
             parents=[connection],
             epilog=EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -106,7 +120,8 @@ def parser() -> argparse.ArgumentParser:
         control = add(
             verb.value,
             what,
-            f"{what[0].upper()}{what[1:]}. Sets the annotation {verb.value} on the migration (never its "
+            f"{what[0].upper()}{what[1:]}. Sets the annotation {annotation(verb)}=<you> on the migration "
+            "(never its "
             "spec), waits until the operator has consumed it, and prints what it recorded. The actor is "
             "the user the API server authenticates you as.",
         )
@@ -116,7 +131,12 @@ def parser() -> argparse.ArgumentParser:
         )
         _output_flag(control)
 
-    hist = add("history", "the audit trail: every move and control, with its actor", "The status history.")
+    hist = add(
+        "history",
+        "the audit trail: every move and control, with its actor",
+        "Every entry of status.history (the last 100): when, from which phase to which, the weight, the "
+        "reason, who acted (operator, or the user behind a control) and what happened.",
+    )
     hist.add_argument("name", help="the Hal9Migration")
     _output_flag(hist)
 
@@ -124,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
         "plan",
         "dry-run a manifest: the API server's verdict, then every step ahead with its gate and earliest time",
         "Sends each Hal9Migration in FILE to the API server as a server-side dry run (admission errors "
-        "show exactly as kubectl apply shows them; nothing is stored), then prints the plan from where "
+        "show exactly as kubectl apply --server-side shows them; nothing is stored), then prints the plan "
+        "from where "
         "the live migration of that name stands (or from the start) to the declared target: each step, "
         "its weight, mirror and targeting, the gate that guards leaving it, and the earliest time it can "
         "be reached. Set spec.rehearsal: true to have the operator walk the plan on real metrics "
@@ -160,6 +181,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         return UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        err.write(
+            f"error: unexpected {type(error).__name__}; nothing more is printed, as it may hold credentials\n"
+        )
+        return USAGE_OR_BUG
 
 
 if __name__ == "__main__":

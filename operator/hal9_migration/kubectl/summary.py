@@ -18,6 +18,7 @@ from typing import Any
 from ..inputs import load_status, parse_spec
 from ..models import Condition, Hal9MigrationStatus
 from ..phases import steps_in
+from ..plan import CONTROLS_WAIT_FOR
 
 AT_TARGET, MOVING, NEEDS_A_PERSON, UNREACHABLE = 0, 1, 2, 3
 
@@ -66,10 +67,6 @@ class Summary:
         }
 
 
-def status_of(obj: Mapping[str, Any]) -> Hal9MigrationStatus:
-    return load_status(obj.get("status"))
-
-
 def conditions_of(status: Hal9MigrationStatus) -> dict[str, Condition]:
     return {c.type: c for c in status.conditions}
 
@@ -103,7 +100,7 @@ def exit_code(generation: int, status: Hal9MigrationStatus) -> int:
 def summarise(obj: Mapping[str, Any]) -> Summary:
     metadata = obj.get("metadata") or {}
     spec = parse_spec(obj.get("spec"))
-    status = status_of(obj)
+    status = load_status(obj.get("status"))
     generation = int(metadata.get("generation") or 0)
     steps = steps_in(spec, status.phase) if not isinstance(spec, str) else 0
     step = f"{status.step}/{steps}" if status.step and steps else (str(status.step) if status.step else "")
@@ -121,8 +118,21 @@ def summarise(obj: Mapping[str, Any]) -> Summary:
         state_percent=state.percent if state else None,
         headline=headline(status),
         exit_code=exit_code(generation, status),
-        rehearsal=not isinstance(spec, str) and spec.rehearsal,
+        # The spec says whether it rehearses now; the position, whether what status shows was rehearsed.
+        rehearsal=(not isinstance(spec, str) and spec.rehearsal)
+        or (status.position is not None and status.position.rehearsal),
     )
+
+
+def controls_blocked(status: Hal9MigrationStatus) -> str | None:
+    """Why the operator would not act on a control now (None: it would)."""
+    stalled = conditions_of(status).get("Stalled")
+    if stalled is not None and stalled.status == "True" and stalled.reason in CONTROLS_WAIT_FOR:
+        return (
+            f"the migration is Stalled ({stalled.reason}: {stalled.message}); the operator acts on "
+            "controls once that is fixed"
+        )
+    return None
 
 
 def worst(codes: list[int]) -> int:

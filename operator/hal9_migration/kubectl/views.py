@@ -18,10 +18,11 @@ from rich.text import Text
 
 from .. import phases, shadowproxy, timeline, traffic
 from ..clock import parse_time
-from ..inputs import parse_spec
+from ..conditions import timestamp
+from ..inputs import load_status, parse_spec
 from ..models import Hal9MigrationSpec, Hal9MigrationStatus, HistoryEntry, Phase, parse_duration
 from ..traffic.base import ObservedRouting
-from .summary import Summary, headline, status_of, summarise
+from .summary import Summary, headline, summarise
 
 _STYLE = {
     "Stalled": "bold red",
@@ -79,7 +80,8 @@ def duration(span: timedelta) -> str:
 
 
 def clock(when: datetime | None) -> str:
-    return when.strftime("%Y-%m-%d %H:%M:%SZ") if when is not None else "-"
+    """RFC 3339, as status and kubectl show times ("-" when unknown)."""
+    return timestamp(when) if when is not None else "-"
 
 
 def _bar(done: float, total: float, width: int = 30) -> Text:
@@ -107,7 +109,7 @@ def status_view(
 ) -> Group:
     """The whole live view of one migration."""
     s = summarise(obj)
-    status = status_of(obj)
+    status = load_status(obj.get("status"))
     spec = parse_spec(obj.get("spec"))
     parts: list[RenderableType] = [_header(s, spec), _headline(status)]
     if not isinstance(spec, str):
@@ -167,7 +169,12 @@ def _phases(spec: Hal9MigrationSpec, status: Hal9MigrationStatus, now: datetime)
         elif steps:
             begin = begins.get(phase)
             mark, style = "·", ""
-            when = f"at the earliest {clock(begin)}" if begin else "after the state migration"
+            if status.halt is not None:
+                when = f"stopped ({status.halt.reason}): after a retry or a new spec"
+            elif begin is not None:
+                when = f"at the earliest {clock(begin)}"
+            else:
+                when = "after the state migration"
         else:
             mark, style, when = "-", "dim", "beyond the target"
         table.add_row(
@@ -207,7 +214,8 @@ def _details(
         of = phases.steps_in(spec, here.phase)
         label = f"{here.phase.value} step {here.step} of {of} ({here.weight}%)  since {clock(since)}"
         grid.add_row(*_row("Step", label))
-        if hold is not None and hold > timedelta(0):
+        waiting = here != phases.path(spec)[-1] and status.halt is None  # at the target or stopped: no wait
+        if hold is not None and hold > timedelta(0) and waiting:
             elapsed = min(now - since, hold)
             wait = Table.grid(padding=(0, 1))
             wait.add_row(

@@ -109,6 +109,11 @@ class RollbackStatus(StatusModel):
     strategy: str = ""
     escalated: bool = Field(False, description="A Gradual walk turned Immediate as health kept falling.")
     retried_by: str | None = Field(None, description="Who allowed the failed spec again with retry.")
+    rehearsal: bool = Field(
+        False,
+        description="Only rehearsed: nothing was rolled back; dropped when the rehearsal ends.",
+        exclude_if=lambda rehearsal: not rehearsal,
+    )
 
 
 class ShadowStatus(StatusModel):
@@ -130,6 +135,11 @@ class Snapshot(StatusModel):
     )
     targeting: list[dict[str, Any]] = Field(
         default_factory=list, json_schema_extra={"items": {"x-kubernetes-preserve-unknown-fields": True}}
+    )
+    rehearsal: bool = Field(
+        False,
+        description="Taken by a rehearsal: the route object never left this phase; dropped when it ends.",
+        exclude_if=lambda rehearsal: not rehearsal,
     )
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from hal9_migration import analysis
 from hal9_migration.controls import Verb, annotation
 from hal9_migration.kubectl import summary
 from tests.support.machine import World
+from tests.unit.test_machine_rehearsal import ANALYSIS, ERRORS, healthy
 from tests.unit.test_timeline import spec
 
 T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -58,15 +60,18 @@ def test_an_abort_needs_a_person_and_stalled_is_the_headline() -> None:
     assert (s.exit_code, s.condition) == (summary.NEEDS_A_PERSON, "Stalled: Aborted")
 
 
-def test_degraded_needs_a_person_even_at_the_target() -> None:
-    world = World(spec(targetPhase="Shadow", trafficSplit=None), T0)
-    world.run(15)
-    status = world.status
-    for c in status["conditions"]:
-        if c["type"] == "Degraded":
-            c.update(status="True", reason="TriggerFiring")
+def test_a_firing_rollback_trigger_needs_a_person_before_the_rollback() -> None:
+    world = World(
+        spec(targetPhase="Canary", trafficSplit=None, analysis=ANALYSIS),
+        T0,
+        metrics=analysis.NoopProvider(healthy(**{ERRORS: 0.2})),  # above rollback.maxErrorRate
+    )
+    for _ in range(40):
+        world.step(0.5)
+        if world.condition("Degraded") == ("True", "RollbackTriggerFiring"):
+            break
     s = summary.summarise(obj(world))
-    assert (s.exit_code, s.condition) == (summary.NEEDS_A_PERSON, "Degraded: TriggerFiring")
+    assert (s.exit_code, s.condition) == (summary.NEEDS_A_PERSON, "Degraded: RollbackTriggerFiring")
 
 
 def test_an_invalid_spec_is_summarised_without_crashing() -> None:

@@ -42,7 +42,7 @@ def test_the_status_view_shows_the_timeline_the_wait_the_route_and_the_history()
     seen = views.route_seen(model, "hal9", world.name, route_at(world, 5))
     shown = text(views.status_view(obj(world), seen, world.now))
     assert re.search(r"✔\s+Shadow\s+mirror 100% \(mesh mirror\)\s+done", shown), shown
-    assert re.search(r"▶\s+Canary\s+1% \[5%\] 10% 25%\s+since 2026-11-25 12:00:16Z", shown)
+    assert re.search(r"▶\s+Canary\s+1% \[5%\] 10% 25%\s+since 2026-11-25T12:00:16Z", shown)
     assert re.search(r"-\s+RampUp\s+beyond the target", shown)
     bar = re.search(r"Wait\s+(━*)(─*)\s+2s of 5s", shown)
     assert bar is not None, shown
@@ -73,12 +73,12 @@ def test_the_plan_lines_give_each_step_its_time_gate_and_targeting() -> None:
     lines = shown.splitlines()
     assert lines[0] == "From not started (all traffic on flat) to Canary step 2 (5%): walks forward"
     assert re.match(
-        r"  Shadow 1\s+0%   mirror 100%   at the earliest 2026-11-25 12:00:00Z \(\+0s\)", lines[1]
+        r"  Shadow 1\s+0%   mirror 100%   at the earliest 2026-11-25T12:00:00Z \(\+0s\)", lines[1]
     )
     assert lines[2].strip() == "gate time: time only (no analysis is configured); held at least 10s"
     assert lines[3].strip() == "targeting (first match wins): internal-users -> Hierarchical"
-    assert re.match(r"  Canary 1\s+1%   mirror 0%   at the earliest 2026-11-25 12:00:10Z \(\+10s\)", lines[4])
-    assert re.match(r"  Canary 2\s+5% .* 2026-11-25 12:00:15Z \(\+15s\)", lines[7])
+    assert re.match(r"  Canary 1\s+1%   mirror 0%   at the earliest 2026-11-25T12:00:10Z \(\+10s\)", lines[4])
+    assert re.match(r"  Canary 2\s+5% .* 2026-11-25T12:00:15Z \(\+15s\)", lines[7])
     assert lines[8].strip() == "holds here: the declared target"
 
 
