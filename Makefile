@@ -49,6 +49,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 # Regenerate the CRD from the models (a unit test fails when the committed copies drift).
 crd: venv
