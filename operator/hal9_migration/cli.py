@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
+    run.add_argument(
+        "--metrics", metavar="ADDR", help="serve Prometheus metrics at /metrics on HOST:PORT (e.g. :8081)"
+    )
     run.add_argument("--verbose", action="store_true", help="debug logging")
 
     crd = commands.add_parser("crd", help="print the CustomResourceDefinition generated from the models")
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _run(args.namespace, args.liveness, args.verbose)
+        return _run(args.namespace, args.liveness, args.metrics, args.verbose)
     if args.command == "crd":
         return _crd(args.output)
     if args.command in ("migrate-state", "verify-state", "seed-state"):
@@ -89,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     return controlplane.serve(args.workdir)
 
 
-def _run(namespaces: list[str], liveness: str | None, verbose: bool) -> int:
+def _run(namespaces: list[str], liveness: str | None, metrics: str | None, verbose: bool) -> int:
     import logging
 
     import kopf
 
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import exporter, handlers  # noqa: F401  (handlers registers itself with kopf)
+
+    if metrics:
+        exporter.serve(metrics)
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

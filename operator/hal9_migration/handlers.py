@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import kopf
 
-from . import analysiswatch, controls, kube, plan, shadowproxy, shadowwatch, statewatch, traffic
+from . import analysiswatch, controls, exporter, kube, plan, shadowproxy, shadowwatch, statewatch, traffic
 from .models import GROUP, PLURAL, VERSION, Hal9MigrationSpec
 
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -84,19 +84,32 @@ async def drive(
 ) -> None:
     """Pass after pass until the migration is deleted; a failed pass is retried, never fatal."""
     wake = _wake(memo)
+    try:
+        await _drive(name, str(namespace), memo, stopped, logger, wake)
+    finally:  # deleted (or the operator stops): its gauges go instead of freezing at their last value
+        exporter.forget(str(namespace), name)
+
+
+async def _drive(
+    name: str, namespace: str, memo: Any, stopped: Any, logger: kopf.Logger, wake: asyncio.Event
+) -> None:
+    """The passes, each counted and timed in the operator's metrics."""
     failures = 0
     while not stopped:
         wake.clear()
+        started = time.monotonic()
         try:
-            delay = await asyncio.to_thread(reconcile, str(namespace), name, logger, memo)
-            failures = 0
+            delay = await asyncio.to_thread(reconcile, namespace, name, logger, memo)
+            failures, result = 0, "ok"
         except kube.Conflict as conflict:
             logger.info("retrying on fresh data: %s", conflict)
-            delay = 0.05
+            delay, result = 0.05, "conflict"
         except Exception as error:  # one object's failure must not stop its daemon
             failures += 1
-            delay = min(2.0**failures, RECHECK_SECONDS)
+            delay, result = min(2.0**failures, RECHECK_SECONDS), "error"
             logger.error("pass failed, retrying in %.0fs: %s: %s", delay, type(error).__name__, error)
+        exporter.RECONCILES.labels(result).inc()
+        exporter.RECONCILE_SECONDS.observe(time.monotonic() - started)
         await _sleep(wake, stopped, RECHECK_SECONDS if delay is None else min(delay, RECHECK_SECONDS))
 
 
@@ -127,6 +140,7 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
     """One level-based pass; returns the seconds until something falls due (None: nothing timed)."""
     obj = kube.read_migration(namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
+        exporter.forget(namespace, name)
         return None  # deleting a migration leaves the route object as it stands
     generation = int(obj["metadata"].get("generation") or 0)
     spec = plan.parse_spec(obj.get("spec"))
@@ -195,6 +209,9 @@ def reconcile(namespace: str, name: str, logger: kopf.Logger, memo: Any) -> floa
             decision = decide(view)
     if decision.changed:
         kube.replace_status(obj, decision.status)
+    exporter.observe(
+        namespace, name, spec, plan.load_status(decision.status), [e.reason for e in decision.events]
+    )
     # Only after the status landed: a retried pass must not announce twice.
     for event in decision.events:
         kopf.event(

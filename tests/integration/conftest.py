@@ -105,8 +105,16 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 class OperatorProcess:
     """``hal9-migration run`` as a real process, the way the Deployment runs it."""
 
-    def __init__(self, env: dict[str, str], namespace: str, log_dir: Path, namespaced: bool = True) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        namespace: str,
+        log_dir: Path,
+        namespaced: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = {**env, "HAL9_RECHECK_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+        self.extra_args = extra_args  # e.g. ("--metrics", "127.0.0.1:PORT")
         self.namespace = namespace  # where the test's objects live
         self.namespaced = namespaced  # False: watch every namespace, as `hal9-migration run` does by default
         self.log_dir = log_dir
@@ -122,6 +130,7 @@ class OperatorProcess:
         command = [sys.executable, "-m", "hal9_migration.cli", "run"]
         if self.namespaced:
             command += ["--namespace", self.namespace]
+        command += self.extra_args
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
