@@ -31,6 +31,9 @@ HELP = {
     "hal9_migration_neurons_total": "Neuron states the state migration moves.",
     "hal9_migration_neurons_migrated": "Neuron states migrated so far.",
     "hal9_migration_condition": "1 while the condition (Ready, Reconciling, Stalled, ...) is True.",
+    "hal9_migration_halted": "1 while stopped until a person acts, by why: Aborted, RolledBack, "
+    "StateMigrationFailed, ProgressDeadlineExceeded.",
+    "hal9_migration_analysis_verdict": "1 for the last analysis run's verdict (Pass, Fail, Inconclusive).",
     "hal9_migration_rehearsal": "1 while the migration is a rehearsal (it writes no route object).",
     "hal9_feature_flag_enabled": "1 while the flag applies: hierarchical traffic, or a targeting rule.",
     "hal9_feature_flag_percentage": "Share of the requests the flag applies to.",

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from . import phases
 from .autorollback import AUTOMATIC_ROLLBACK
 from .flags import targeting_at
-from .halts import ABORTED, STATE_FAILED
+from .halts import ABORTED, AUTO_ROLLED_BACK, DEADLINE_EXCEEDED, STATE_FAILED
 from .models import Hal9MigrationSpec, Hal9MigrationStatus
 
 CONDITIONS = ("Ready", "Reconciling", "Stalled", "Degraded", "Paused")
+# Every stop only a person ends, each a series from the start, so an alert sees it go from 0 to 1.
+HALTS = (ABORTED, AUTO_ROLLED_BACK, STATE_FAILED, DEADLINE_EXCEEDED)
+VERDICTS = ("Pass", "Fail", "Inconclusive")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ def samples(spec: Hal9MigrationSpec | str, status: Hal9MigrationStatus) -> list[
     out += [
         Sample("hal9_migration_condition", {"type": t}, float(found.get(t) == "True")) for t in CONDITIONS
     ]
+    halt = status.halt.reason if status.halt is not None else None
+    out += [Sample("hal9_migration_halted", {"reason": r}, float(halt == r)) for r in HALTS]
+    verdict = status.analysis.verdict if status.analysis is not None else None
+    out += [Sample("hal9_migration_analysis_verdict", {"verdict": v}, float(verdict == v)) for v in VERDICTS]
     if status.health is not None and status.health.score is not None:
         out.append(Sample("hal9_migration_health_status", {}, status.health.score))
     state = status.state_migration

@@ -48,6 +48,8 @@ def test_an_abort_clears_the_flags_and_counts_as_a_rollback_once() -> None:
     assert now[("hal9_migration_phase", ())] == 0
     assert now[("hal9_feature_flag_enabled", (("flag", "internal-users"),))] == 0
     assert now[("hal9_migration_condition", (("type", "Stalled"),))] == 1
+    assert now[("hal9_migration_halted", (("reason", "Aborted"),))] == 1
+    assert now[("hal9_migration_halted", (("reason", "RolledBack"),))] == 0
     reasons = [e.reason for e in decision.events]
     assert reasons.count("Aborted") == 2
     assert metrics.rollbacks(reasons, plan.load_status(world.status)) == {"abort"}
@@ -67,6 +69,8 @@ def test_an_automatic_rollback_is_counted_by_its_triggers_and_served() -> None:
         reasons += [e.reason for e in world.step(0.5).events]
     status = plan.load_status(world.status)
     assert metrics.rollbacks(reasons, status) == {"error-rate,health-score"}
+    assert gauges(world)[("hal9_migration_halted", (("reason", "RolledBack"),))] == 1
+    assert gauges(world)[("hal9_migration_analysis_verdict", (("verdict", "Fail"),))] == 1
     assert gauges(world)[("hal9_migration_health_status", ())] == status.health.score  # type: ignore[union-attr]
 
     exporter.observe("hal9", "served", plan.parse_spec(world.spec), status, reasons)
