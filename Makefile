@@ -54,7 +54,7 @@ lint: venv
 # Regenerate the CRD from the models (a unit test fails when the committed copies drift).
 crd: venv
 	$(VENV)/bin/hal9-migration crd -o crds/hal9migrations.migration.hal9.ai.yaml
-	cp crds/hal9migrations.migration.hal9.ai.yaml charts/hal9-migration-operator/crds/
+	cp crds/hal9migrations.migration.hal9.ai.yaml crds/kopf-peering.yaml charts/hal9-migration-operator/crds/
 
 # etcd, kube-apiserver, kube-controller-manager and kubectl, built from their Go modules into
 # ~/.cache/hal9-migration (reused when present). Not needed with your own envtest binaries

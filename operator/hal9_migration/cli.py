@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -20,6 +21,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--metrics", metavar="ADDR", help="serve Prometheus metrics at /metrics on HOST:PORT (e.g. :8081)"
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas: only the one with the highest priority acts, the others"
+        " wait in the KopfPeering NAME (ClusterKopfPeering NAME when watching all namespaces), which"
+        " must exist (crds/kopf-peering.yaml; the chart creates it). Default: standalone, one replica",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        help="this replica's peering priority (default: drawn at random, so that no two replicas tie;"
+        " kopf pauses every replica of a tie)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="how long this replica's peering record stays valid without a renewal: a standby takes"
+        " over at most this long after the active replica dies (default: %(default)s)",
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
 
@@ -72,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "run":
-        return _run(args.namespace, args.liveness, args.metrics, args.verbose)
+        peering = Peering(args.peering, args.priority, args.peering_lifetime) if args.peering else None
+        return _run(args.namespace, args.liveness, args.metrics, peering, args.verbose)
     if args.command == "crd":
         return _crd(args.output)
     if args.command in ("migrate-state", "verify-state", "seed-state"):
@@ -92,8 +115,24 @@ def main(argv: list[str] | None = None) -> int:
     return controlplane.serve(args.workdir)
 
 
-def _run(namespaces: list[str], liveness: str | None, metrics: str | None, verbose: bool) -> int:
+@dataclass(frozen=True)
+class Peering:
+    """How this replica takes part in kopf's peering (``run --peering``)."""
+
+    name: str
+    priority: int | None
+    lifetime: int
+
+
+def _run(
+    namespaces: list[str],
+    liveness: str | None,
+    metrics: str | None,
+    peering: Peering | None,
+    verbose: bool,
+) -> int:
     import logging
+    import secrets
 
     import kopf
 
@@ -106,9 +145,22 @@ def _run(namespaces: list[str], liveness: str | None, metrics: str | None, verbo
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Standalone: no peering objects; one replica per cluster (the chart runs one, with a Recreate rollout).
+    settings = kopf.OperatorSettings()
+    priority = None
+    if peering is not None:
+        # kopf's peering is not leader election: replicas of equal priority all pause. A random
+        # priority breaks ties; the highest acts, and a standby resumes when its record expires.
+        # The engine's writes are conditional on the resourceVersion read, so a replica that acted
+        # just before it saw a higher peer cannot double a step.
+        settings.peering.lifetime = peering.lifetime
+        priority = peering.priority if peering.priority is not None else secrets.randbelow(2**31) + 1
+        logging.getLogger(__name__).info("peering %r with priority %d", peering.name, priority)
     kopf.run(
-        standalone=True,
+        settings=settings,
+        # Without --peering: no peering objects, and exactly one replica may run.
+        standalone=peering is None,
+        peering_name=peering.name if peering else None,
+        priority=priority,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness,
