@@ -9,6 +9,7 @@ rules themselves live in ``models/``.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -18,6 +19,26 @@ from . import models
 
 # Keys pydantic emits that have no meaning (or are not allowed) in a structural schema.
 _DROPPED_KEYS = {"title", "$defs", "discriminator"}
+
+# The top-level fields every Kubernetes object has. apiVersion and kind are described in Kubernetes' own
+# words (TypeMeta's), so ``kubectl explain`` reads the same for them as for any built-in kind. metadata
+# must stay a bare object: the API server refuses a CRD that says anything more about it, and publishes
+# ObjectMeta's own schema and description in its place.
+_OBJECT_FIELDS: dict[str, dict[str, Any]] = {
+    "apiVersion": {
+        "type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an object. Servers "
+        "should convert recognized schemas to the latest internal value, and may reject unrecognized values. "
+        "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+    },
+    "kind": {
+        "type": "string",
+        "description": "Kind is a string value representing the REST resource this object represents. "
+        "Servers may infer this from the endpoint the client submits requests to. Cannot be updated. "
+        "In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+    },
+    "metadata": {"type": "object"},
+}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -96,6 +117,8 @@ def _structural(node: Any, definitions: dict[str, Any]) -> Any:
     if node.get("type") == "string" and "enum" in node:
         # Bounded strings keep the API server's CEL cost estimate low.
         node.setdefault("maxLength", max(len(value) for value in node["enum"]))
+    if isinstance(node.get("description"), str):
+        node["description"] = _prose(node["description"])
     return {
         key: (_structural(value, definitions) if key not in ("default", "enum", "example") else value)
         for key, value in node.items()
@@ -120,10 +143,47 @@ def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
     return {**options[0], **node}
 
 
+def _prose(text: str) -> str:
+    """A docstring's wrapped lines joined into paragraphs, as ``kubectl explain`` re-wraps them itself."""
+    paragraphs = text.strip().split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
+def describe_default(default: Any) -> str:
+    """A schema default as a user writes it in a manifest: ``7d``, ``true``, ``[1, 5, 10, 25]``, ``""``."""
+    if isinstance(default, str) and default:
+        return default
+    return json.dumps(default)
+
+
+def _with_defaults_described(node: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with each property's scalar or list default appended to its description.
+
+    ``kubectl explain`` shows descriptions but not defaults, and a user choosing a value needs both. An
+    object's default (``{}``) says nothing a user could act on; its own fields carry theirs.
+    """
+    node = dict(node)
+    if "properties" in node:
+        properties = {}
+        for name, prop in node["properties"].items():
+            prop = _with_defaults_described(prop)
+            if "default" in prop and not isinstance(prop["default"], dict):
+                prop["description"] = f"{prop['description']} Default: {describe_default(prop['default'])}."
+            properties[name] = prop
+        node["properties"] = properties
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            node[key] = _with_defaults_described(node[key])
+    return node
+
+
 def build_crd() -> dict[str, Any]:
     """The full CustomResourceDefinition manifest."""
-    spec_schema = openapi_schema(models.Hal9MigrationSpec)
-    status_schema = {**openapi_schema(models.Hal9MigrationStatus), "default": AWAITING_OPERATOR_STATUS}
+    spec_schema = _with_defaults_described(openapi_schema(models.Hal9MigrationSpec))
+    status_schema = {
+        **_with_defaults_described(openapi_schema(models.Hal9MigrationStatus)),
+        "default": AWAITING_OPERATOR_STATUS,
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -156,9 +216,7 @@ def build_crd() -> dict[str, Any]:
                             "architecture, one gated phase at a time.",
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                **_OBJECT_FIELDS,
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },

@@ -9,9 +9,13 @@ from typing import Any, get_args
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import PydanticUndefined
 
-from hal9_migration.crd import AWAITING_OPERATOR_STATUS, build_crd
+from hal9_migration.crd import AWAITING_OPERATOR_STATUS, build_crd, describe_default
 from hal9_migration.models import Hal9MigrationSpec, Hal9MigrationStatus
 from hal9_migration.plan import load_status
+from hal9_migration.reference import render_reference
+from tests.support.manifests import ROOT
+
+REFERENCE = ROOT / "docs" / "reference.md"
 
 RFC3339 = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"
 FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "patternProperties", "title", "$defs", "const"}
@@ -216,3 +220,104 @@ def test_the_schema_check_catches_what_the_api_server_would_refuse() -> None:
     assert _problems(status, {"conditions": [{"type": "Reconciling", "status": "True"}]}, "status")
     assert _problems(status, {"conditions": [{**condition, "lastTransitionTime": "yesterday"}]}, "status")
     assert _problems(status, {"observedGeneration": "-1"}, "status")
+
+
+def _undescribed(node: dict[str, Any], path: str) -> list[str]:
+    """Every property under ``node`` (through list items and map values too) without a description, and
+    every object item or map value schema without one: what ``kubectl explain`` would show as blank."""
+    found = []
+    for name, prop in node.get("properties", {}).items():
+        if not str(prop.get("description", "")).strip():
+            found.append(f"{path}.{name}")
+        found += _undescribed(prop, f"{path}.{name}")
+    for key, marker in (("items", "[]"), ("additionalProperties", ".*")):
+        inner = node.get(key)
+        if isinstance(inner, dict):
+            if "properties" in inner and not str(inner.get("description", "")).strip():
+                found.append(f"{path}{marker}")
+            found += _undescribed(inner, f"{path}{marker}")
+    return found
+
+
+def test_every_field_has_a_description() -> None:
+    versions = build_crd()["spec"]["versions"]
+    for version in versions:
+        root = version["schema"]["openAPIV3Schema"]
+        assert str(root.get("description", "")).strip(), version["name"]
+        # The API server refuses a CRD that describes metadata and publishes ObjectMeta's own description
+        # (tests/integration/test_explain.py sees it there).
+        missing = [
+            path for path in _undescribed(root, version["name"]) if path != f"{version['name']}.metadata"
+        ]
+        assert not missing, f"{len(missing)} fields without a description:\n" + "\n".join(missing)
+        assert root["properties"]["metadata"] == {"type": "object"}
+    assert len(_paths(schema(), "")) > 200  # the walk really reached the nested fields
+
+
+def _paths(node: dict[str, Any], path: str) -> list[str]:
+    found = []
+    for name, prop in node.get("properties", {}).items():
+        found += [f"{path}.{name}", *_paths(prop, f"{path}.{name}")]
+    for key, marker in (("items", "[]"), ("additionalProperties", ".*")):
+        if isinstance(node.get(key), dict):
+            found += _paths(node[key], f"{path}{marker}")
+    return found
+
+
+def test_the_description_check_names_a_blank_field() -> None:
+    blank = {"properties": {"a": {"description": "x", "items": {"properties": {"b": {"description": " "}}}}}}
+    assert _undescribed(blank, "v") == ["v.a[]", "v.a[].b"]
+
+
+def test_descriptions_state_the_scalar_defaults() -> None:
+    # kubectl explain prints descriptions but not defaults.
+    described = 0
+    for path, node in walk(schema()):
+        for name, prop in node.get("properties", {}).items():
+            if "default" in prop and not isinstance(prop["default"], dict):
+                assert prop["description"].endswith(f" Default: {describe_default(prop['default'])}."), (
+                    f"{path}.{name}"
+                )
+                described += 1
+    assert described > 40
+    assert describe_default([1, 5, 10, 25]) == "[1, 5, 10, 25]"
+    assert describe_default(True) == "true"
+    assert describe_default("") == '""'
+
+
+def test_descriptions_are_prose_without_docstring_line_breaks() -> None:
+    for path, node in walk(schema()):
+        description = node.get("description")
+        if isinstance(description, str):
+            assert "\n" not in description.replace("\n\n", ""), path
+            assert "``" not in description, path  # reStructuredText markup means nothing to a user
+
+
+def test_committed_reference_matches_the_models() -> None:
+    assert REFERENCE.read_text() == render_reference(), "docs/reference.md is stale: run `make crd`"
+
+
+def test_the_reference_lists_every_spec_and_status_field() -> None:
+    text = render_reference()
+    for root in ("spec", "status"):
+        for path in _paths(schema()["properties"][root], root):
+            parent, name = path.rsplit(".", 1)
+            section = text.split(f"### `{parent}`\n", 1)[1].split("\n### ", 1)[0]
+            assert re.search(rf"^\| `{re.escape(name)}`", section, re.M), path
+
+
+def test_the_reference_shows_type_default_limits_and_description() -> None:
+    text = render_reference()
+    canary = text.split("### `spec.phases.canary`\n", 1)[1].split("\n### ", 1)[0]
+    [steps] = [line for line in canary.splitlines() if line.startswith("| `steps`")]
+    cells = [cell.strip() for cell in steps.strip("|").split(" | ")]
+    assert cells[:3] == ["`steps`", "list of integer", "`[1, 5, 10, 25]`"]
+    assert "1 to 20 items" in cells[3] and "each item: 1 to 100" in cells[3]
+    assert cells[4].startswith("Hierarchical weights in percent")
+    spec = text.split("### `spec`\n", 1)[1].split("\n### ", 1)[0]
+    assert "| `targetPhase` (required) | string |  | one of `Shadow`, `Canary`" in spec
+    assert "[object](#specphasescanary)" in text.split("### `spec.phases`\n", 1)[1]
+    # A pipe inside a pattern would end the table cell early on GitHub.
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            assert line.count(" | ") == 4 and "(ms|s" not in line, line

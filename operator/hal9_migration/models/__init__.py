@@ -7,6 +7,16 @@ CEL rules live next to the fields they guard, in ``json_schema_extra``; ``crd.py
 Tests feed the same invalid manifests to both.
 """
 
+from .analysis import (
+    QUERY_VARIABLES,
+    RESERVED_CHECK_NAMES,
+    Analysis,
+    BasicAuth,
+    Inconclusive,
+    MetricCheck,
+    PrometheusProvider,
+    SignalQueries,
+)
 from .common import (
     GROUP,
     KIND,
@@ -21,52 +31,28 @@ from .common import (
     Percent,
     Phase,
     Ratio,
+    SecretKeyRef,
     StatusModel,
     Steps,
     cel,
     k8s,
     parse_duration,
 )
-from .spec import (
-    QUERY_VARIABLES,
-    RESERVED_CHECK_NAMES,
-    Analysis,
-    BasicAuth,
-    CanaryPhase,
-    DatabaseRef,
-    FullPhase,
+from .phases import CanaryPhase, FullPhase, Phases, RampUpPhase, ShadowMode, ShadowPhase, ShadowProxy
+from .rollback import GradualRollback, PartialRollback, Rollback, RollbackComponent, RollbackStrategy
+from .routing import (
     GatewayAPIRouter,
-    GradualRollback,
-    Hal9MigrationSpec,
-    Inconclusive,
     IstioRouter,
-    MetricCheck,
-    PartialRollback,
-    Phases,
-    PrometheusProvider,
-    RampUpPhase,
-    Rollback,
-    RollbackComponent,
-    RollbackStrategy,
     Route,
-    SecretKeyRef,
-    ShadowMode,
-    ShadowPhase,
-    ShadowProxy,
-    SignalQueries,
     SMIRouter,
-    StateMigration,
     StringMatch,
     TargetingMatch,
     TargetingRule,
     TrafficRouter,
-    WorkerLimits,
-    WorkerRequests,
-    WorkerResources,
     WorkloadRef,
-    shadow_proxied,
-    traffic_split_range,
 )
+from .spec import Hal9MigrationSpec, shadow_proxied, traffic_split_range
+from .statemigration import DatabaseRef, StateMigration, WorkerLimits, WorkerRequests, WorkerResources
 from .status import (
     AnalysisStatus,
     CheckResult,

@@ -1,4 +1,4 @@
-"""What the spec and status models share: the API names, phases, durations, names and bases."""
+"""What the models share: the API names, phases, durations, names, Secret references and bases."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ SHORT_NAMES = ["h9m"]
 
 
 class Phase(StrEnum):
-    """HAL9's five migration phases, in order (DESIGN §2)."""
+    """One of HAL9's five migration phases, in order: Shadow, Canary, StateMigration, RampUp, Full."""
 
     SHADOW = "Shadow"
     CANARY = "Canary"
@@ -128,3 +128,20 @@ class StatusModel(BaseModel):
     """Base for status models: camelCase, tolerant of fields written by newer operator versions."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SecretKeyRef(Model):
+    """One key of a Secret in the migration's namespace."""
+
+    name: DNS1123Subdomain = Field(description="Name of the Secret, in the migration's namespace.")
+    key: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret."
+    )
+
+
+def require_unique(values: list[Any], where: str) -> None:
+    """Refuse repeated entries in a list the CRD declares a set or a map: the API server refuses them at
+    admission, and the operator must refuse an object that bypassed it the same way."""
+    seen = [v for i, v in enumerate(values) if v in values[:i]]
+    if seen:
+        raise ValueError(f"{where}: duplicate entries {sorted(set(map(str, seen)))}")
