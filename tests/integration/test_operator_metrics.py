@@ -26,7 +26,7 @@ def scraped(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[
         Path(cluster.env["KUBECONFIG"]),
         namespaces=[namespace],
         extra_scrape_configs=[
-            {"job_name": "hal9-operator", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            {"job_name": "hal9-migration-operator", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
         ],
     )
     server.start()
@@ -42,7 +42,7 @@ def test_prometheus_scrapes_the_operators_gauges_and_counters(
 ) -> None:
     _, prometheus = scraped
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
-    wait_until(lambda: prometheus.value('up{job="hal9-operator"}') == 1, 30, "the operator to be scraped")
+    wait_until(lambda: prometheus.value('up{job="hal9-migration-operator"}') == 1, 30, "the operator to be scraped")
     phases = {
         "shadow": {"duration": "3s", "mirrorPercent": 100, "mode": "Mirror"},
         "canary": {"steps": [10, 25], "stepDuration": "2s"},

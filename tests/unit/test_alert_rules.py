@@ -4,6 +4,7 @@ with its summary rendered from the series' labels."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -123,7 +124,11 @@ def test_each_alert_fires_when_it_should(case: Case, tmp_path: Path) -> None:
     assert rule["labels"]["severity"] == case.severity
     expected = {
         "exp_labels": {**case.labels, "severity": case.severity},
-        "exp_annotations": {"summary": case.summary, "description": rule["annotations"]["description"]},
+        "exp_annotations": {
+            "summary": case.summary,
+            "description": rule["annotations"]["description"],
+            "runbook_url": rule["annotations"]["runbook_url"],
+        },
     }
     checks = [{"eval_time": t, "alertname": case.alert, "exp_alerts": []} for t in case.quiet_at]
     checks.append({"eval_time": case.fires_at, "alertname": case.alert, "exp_alerts": [expected]})
@@ -144,3 +149,23 @@ def test_each_alert_fires_when_it_should(case: Case, tmp_path: Path) -> None:
         [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
+RUNBOOK_BASE = "https://github.com/hal9/hal9-migration-operator/blob/main/docs/runbooks/"
+
+
+def test_each_alert_links_a_runbook_that_exists() -> None:
+    """The person paged opens the link: the page and its section must be there."""
+    for alert, rule in rules().items():
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(RUNBOOK_BASE), (alert, url)
+        page, _, anchor = url.removeprefix(RUNBOOK_BASE).partition("#")
+        text = (RUNBOOKS / page).read_text()
+        if anchor:
+            headings = {
+                re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                for line in text.splitlines()
+                if line.startswith("#")
+            }
+            assert anchor in headings, (alert, anchor, sorted(headings))
