@@ -120,9 +120,12 @@ def resolve_env(
     config_map: Lookup,
     pod_ip: str,
     host_ip: str,
+    services: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The variables a kubelet would set from the container's ``envFrom`` and ``env``.
 
+    ``services``: the Service variables (``api_server_env``); as in the kubelet, ``$(VAR)`` may refer to
+    them and the container's own variables override them.
     Raises ConfigError with the kubelet's own message when a non-optional source is missing.
     ``resourceFieldRef`` is refused with a clear message: this node has no resource accounting.
     """
@@ -139,7 +142,7 @@ def resolve_env(
             raise ConfigError(f'{kind} "{name}" not found')
         return found
 
-    variables: dict[str, str] = {}
+    variables: dict[str, str] = dict(services or {})
     for source in container.get("envFrom") or []:
         prefix = source.get("prefix") or ""
         for field, kind in (("configMapRef", "configmap"), ("secretRef", "secret")):
@@ -192,6 +195,18 @@ def _key_ref(
             raise ConfigError(f"couldn't find key {key} in {title} {namespace}/{name}")
         return data[key]
     raise ConfigError(f"unsupported valueFrom: {sorted(source)}")
+
+
+def api_server_env(host: str, port: int) -> dict[str, str]:
+    """The ``kubernetes`` Service's variables, which the kubelet gives every container and in-cluster
+    clients (kopf, the ``kubernetes`` client) read to find the API server. Here they name the API
+    server itself: this node has no route to the Service's cluster IP."""
+    return {
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": str(port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+        "KUBERNETES_PORT": f"tcp://{host}:{port}",
+    }
 
 
 def command_line(container: Mapping[str, Any], variables: Mapping[str, str]) -> list[str]:

@@ -21,12 +21,19 @@ controller and garbage collector do the rest:
   gets a hosts file, bound over /etc/hosts in a mount namespace of its own, mapping
   ``<svc>.<ns>.svc.cluster.local`` (and the shorter forms) to those IPs. So a process in a pod
   reaches ``http://<service>.<namespace>.svc.cluster.local:<service port>`` as in a cluster. Without
-  root (no mount namespaces) a warning says so once and pods see the machine's /etc/hosts.
+  root (no mount namespaces) a warning says so once and pods see the machine's /etc/hosts;
+- as the kubelet's ServiceAccount volume: a pod that names its ``serviceAccountName`` (the
+  ServiceAccount admission plugin, which would name ``default``, is off here) gets, unless it (or else
+  its ServiceAccount) says ``automountServiceAccountToken: false``, a token from the TokenRequest API,
+  bound to the pod and renewed at 80 % of its life, with ``ca.crt`` and ``namespace``, bound read-only
+  at /var/run/secrets/kubernetes.io/serviceaccount (in the hosts file's mount namespace); and every
+  pod gets ``KUBERNETES_SERVICE_HOST``/``PORT`` naming the API server. So an in-cluster client (kopf,
+  the ``kubernetes`` client) logs in as the pod's ServiceAccount, not as the admin.
 
 No image is pulled: the command runs from the project's environment (the venv's ``bin`` first on
 PATH), so ``hal9-migration migrate-state`` is the code under test. Not supported (and not needed
-here): init containers, probes (a pod is Ready once its processes run), volumes, resource limits,
-securityContext users. Logs, pid files and hosts files:
+here): init containers, probes (a pod is Ready once its processes run), volumes other than the
+ServiceAccount's, resource limits, securityContext users. Logs, pid files and hosts files:
 ``<workdir>/pods/<namespace>/<pod>/{<container>.log,<container>.pid,hosts}``.
 
 Started by ``ControlPlane.start()`` as ``python -m hal9_migration.testing.nodeagent``.
@@ -48,6 +55,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +75,8 @@ log = logging.getLogger("hal9.nodeagent")
 KILL_GRACE_MAX = 5.0  # seconds between SIGTERM and SIGKILL at most, whatever the pod's grace period
 CONFIG_RETRY = 1.0  # a missing Secret or ConfigMap is looked up again this often
 STOP_GRACE = 2.0  # when the agent stops, its processes get this long after SIGTERM
+TOKEN_SECONDS = 3607  # a ServiceAccount token's requested life, as the kubelet's kube-api-access volume
+TOKEN_RENEW = 0.8  # the kubelet renews a token once this share of its life has passed
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,10 @@ class NodeAgent:
         self.node_name = node_name
         self.path = f"{bin_dir}:{kenv.SYSTEM_PATH}"
         self.api = Api(kubeconfig)
+        # What a pod's in-cluster client needs: the API server's address and the CA that signed it.
+        server = urllib.parse.urlsplit(self.api.client.configuration.host)
+        self.api_env = kenv.api_server_env(server.hostname or HOST_IP, server.port or 443)
+        self.ca = Path(self.api.client.configuration.ssl_ca_cert).read_text()
         self.node = node_object(node_name)
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()  # put() is safe in signal handlers
         self.pods: dict[str, Pod] = {}
@@ -179,6 +193,9 @@ class NodeAgent:
                 "the machine's, so Service names do not resolve in them",
                 problem,
             )
+        else:
+            # The mount point, as a runtime makes it in a container's root filesystem (empty here).
+            podprocess.SERVICE_ACCOUNT_MOUNT.mkdir(parents=True, exist_ok=True)
         self.api.register_node(self.node)
         # Plays the EndpointSlice controller for the Services of loopback pods (threads of its own; it
         # shares nothing with the agent but the pods it reads through the API).
@@ -395,7 +412,9 @@ class NodeAgent:
                 config_map=lambda name: self.api.config_map_data(ns, name),
                 pod_ip=pod.ip,
                 host_ip=HOST_IP,
+                services=self.api_env,
             )
+            account = self._service_account(pod)
         except kenv.ConfigError as error:
             # Pending, retried: creating the missing Secret or ConfigMap is enough to start it.
             container.state = kst.waiting("CreateContainerConfigError", str(error))
@@ -419,7 +438,7 @@ class NodeAgent:
         try:
             self._write_hosts(pod)
             proc, container.log_offset = podprocess.spawn(
-                argv, env=env, cwd=cwd, log_path=log_path, hosts_file=hosts
+                argv, env=env, cwd=cwd, log_path=log_path, hosts_file=hosts, service_account=account
             )
         except OSError as error:  # not found, not executable, bad workingDir, no mount namespace
             message = f'exec: "{argv[0]}": {error.strerror or error}'
@@ -431,6 +450,77 @@ class NodeAgent:
         event = Exited(pod.uid, container.name, proc)
         threading.Thread(target=self._reap, args=(event,), name=f"wait-{proc.pid}", daemon=True).start()
         log.info("pod %s/%s: started %s (pid %d): %s", ns, pod.name, container.name, proc.pid, argv)
+
+    def _service_account(self, pod: Pod) -> Path | None:
+        """The pod's ServiceAccount directory (token, ca.crt, namespace) to bind where the kubelet
+        mounts it; None when the pod opts out or processes get no mount namespace here. Raises
+        ConfigError while the ServiceAccount does not exist (the pod waits, as admission would refuse
+        it): creating it is enough."""
+        if not self.private_hosts:
+            return None
+        directory = pod.directory / "serviceaccount"
+        if (directory / "token").exists():  # a restarted container keeps its pod's token
+            return directory
+        spec = pod.raw.get("spec", {})
+        # This control plane runs without the ServiceAccount admission plugin, which would set
+        # "default": a pod that names no ServiceAccount has none, and no token can be bound to it.
+        name = spec.get("serviceAccountName")
+        if not name:
+            return None
+        try:
+            account = self.api.call("read_namespaced_service_account", name, pod.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                problem = f'serviceaccount "{name}" not found'
+                raise kenv.ConfigError(
+                    f"error looking up service account {pod.namespace}/{name}: {problem}"
+                ) from error
+            raise
+        automount = spec.get("automountServiceAccountToken")
+        if automount is None:
+            automount = account.get("automountServiceAccountToken")
+        if automount is False:
+            return None
+        self._write_token(pod, name)
+        return directory
+
+    def _write_token(self, pod: Pod, account: str) -> None:
+        """A token from the TokenRequest API, bound to the pod (it stops working when the pod is
+        deleted), written with the CA and namespace by atomic renames: a process reading through the
+        bind mount sees the old token or the new one. Renewed at ``TOKEN_RENEW`` of its life."""
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": TOKEN_SECONDS,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid},
+            },
+        }
+        answer = self.api.call("create_namespaced_service_account_token", account, pod.namespace, body)
+        directory = pod.directory / "serviceaccount"
+        directory.mkdir(exist_ok=True)
+        for file, text in (
+            ("ca.crt", self.ca),
+            ("namespace", pod.namespace),
+            ("token", answer["status"]["token"]),
+        ):
+            staged = directory / f".{file}.new"
+            staged.write_text(text)
+            staged.chmod(0o600)
+            staged.replace(directory / file)
+
+        def renew() -> None:
+            if self.pods.get(pod.uid) is not pod or pod.phase in kst.TERMINAL:
+                return
+            try:
+                self._write_token(pod, account)
+            except Exception:
+                log.exception(
+                    "pod %s/%s: renewing its ServiceAccount token failed; retrying", pod.namespace, pod.name
+                )
+                self._after(CONFIG_RETRY, renew)
+
+        self._after(TOKEN_SECONDS * TOKEN_RENEW, renew)
 
     def _reap(self, event: Exited) -> None:
         """In a waiter thread: wait for the process, then tell the main thread."""

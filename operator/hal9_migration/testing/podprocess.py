@@ -10,7 +10,9 @@ runtime bind-mounts the kubelet's per-pod hosts file over the container's /etc/h
 between fork and exec: a private mount namespace (``unshare(CLONE_NEWNS)``), ``/`` made recursively
 private (nothing mounted there propagates back to the machine), the pod's file bound over /etc/hosts.
 Only the pod's processes see it; the machine, the tests and Envoy keep the real one. That needs
-CAP_SYS_ADMIN (root): ``private_hosts_error`` tells, once, whether this machine allows it.
+CAP_SYS_ADMIN (root): ``private_hosts_error`` tells, once, whether this machine allows it. In the same
+namespace, the pod's ServiceAccount directory (token, ca.crt, namespace) is bound read-only over
+/var/run/secrets/kubernetes.io/serviceaccount, where the kubelet mounts it and in-cluster clients read it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from pathlib import Path
 
 TAIL_READ = 256 * 1024  # enough for the kubelet's 80 lines / 2048 bytes, whatever the line lengths
 ETC_HOSTS = b"/etc/hosts"
+SERVICE_ACCOUNT_MOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_ACCOUNT_TARGET = os.fsencode(SERVICE_ACCOUNT_MOUNT)
 _libc = ctypes.CDLL(None, use_errno=True)  # resolved here, not in the forked child
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNS = 0x00020000  # <sched.h>
-_MS_BIND = 0x1000  # <sys/mount.h>
+_MS_RDONLY = 1  # <sys/mount.h>
+_MS_REMOUNT = 32
+_MS_BIND = 0x1000
 _MS_REC = 0x4000
 _MS_PRIVATE = 1 << 18
 
@@ -41,17 +47,20 @@ def spawn(
     cwd: Path | str,
     log_path: Path,
     hosts_file: Path | None = None,
+    service_account: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``argv`` with stdout and stderr appended to ``log_path``; returns the process and the
     log's offset where this run's output begins. Raises OSError when it cannot be executed.
     ``hosts_file``: what the process (and its children) see as /etc/hosts, in a mount namespace of
-    their own.
+    their own; ``service_account`` (with ``hosts_file``): the directory they see, read-only, as
+    ``SERVICE_ACCOUNT_MOUNT`` (which must exist: the caller makes the mount point).
 
     Call from a thread that lives as long as the agent (its main thread): the kernel's parent-death
     signal follows the *thread* that forked the child.
     """
     parent = os.getpid()
     hosts = None if hosts_file is None else os.fsencode(hosts_file)  # encoded here, not in the child
+    account = None if service_account is None else os.fsencode(service_account)
 
     def before_exec() -> None:  # in the child, between fork and exec
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -59,6 +68,8 @@ def spawn(
             os._exit(137)
         if hosts is not None:
             _private_hosts(hosts)
+            if account is not None:
+                _bind_read_only(account, _ACCOUNT_TARGET)
 
     with log_path.open("ab") as log_file:
         offset = log_file.tell()
@@ -74,7 +85,9 @@ def spawn(
                 preexec_fn=before_exec,
             )
         except subprocess.SubprocessError as error:  # what a failing preexec_fn becomes
-            raise OSError(f"cannot bind the pod's hosts file over /etc/hosts ({error})") from error
+            raise OSError(
+                f"cannot bind the pod's hosts file or ServiceAccount directory ({error})"
+            ) from error
     return proc, offset
 
 
@@ -84,6 +97,13 @@ def _private_hosts(hosts: bytes) -> None:
     _check(_libc.unshare(_CLONE_NEWNS))
     _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None))
     _check(_libc.mount(hosts, ETC_HOSTS, None, _MS_BIND, None))
+
+
+def _bind_read_only(source: bytes, target: bytes) -> None:
+    """In a child, after ``_private_hosts``: ``source`` bound over ``target``, then made read-only (a
+    bind mount takes its flags only on a remount)."""
+    _check(_libc.mount(source, target, None, _MS_BIND, None))
+    _check(_libc.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None))
 
 
 def _check(result: int) -> None:
