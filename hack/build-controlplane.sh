@@ -74,5 +74,5 @@ if [ "$k8s_missing" = 1 ]; then
 fi
 
 complete || { log "build finished but binaries are missing in $OUT"; exit 1; }
-log "control plane binaries ready"
+log "control plane binaries ready in ${SECONDS} s"
 echo "$OUT"

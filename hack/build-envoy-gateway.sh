@@ -50,5 +50,5 @@ cp "$moddir/$CRDS_IN_MODULE"/generated/*.yaml "$OUT/crds/generated/"
 chmod -R u+w "$OUT/crds"
 mv "$OUT/envoy-gateway.tmp" "$BIN"
 
-log "envoy-gateway ready"
+log "envoy-gateway ready in ${SECONDS} s"
 echo "$BIN"

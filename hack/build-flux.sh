@@ -74,5 +74,5 @@ for pid in "${pids[@]}"; do
 done
 [ "$failed" = 0 ] || { log "a build failed (see above)"; exit 1; }
 
-log "flux controllers ready"
+log "flux controllers ready in ${SECONDS} s"
 echo "$OUT"

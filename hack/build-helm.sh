@@ -45,5 +45,5 @@ done
 go build -trimpath -ldflags "$ldflags" -o "$OUT/helm.tmp" "$HELM_MODULE/cmd/helm"
 mv "$OUT/helm.tmp" "$BIN"
 
-log "helm ready"
+log "helm ready in ${SECONDS} s"
 echo "$BIN"

@@ -38,5 +38,5 @@ go list -m -f '{{.Version}}' sigs.k8s.io/cli-utils | grep -qx "$CLI_UTILS_VERSIO
 go build -trimpath -ldflags "-s -w" -o "$OUT/kstatus.tmp" .
 mv "$OUT/kstatus.tmp" "$BIN"
 
-log "kstatus ready"
+log "kstatus ready in ${SECONDS} s"
 echo "$BIN"

@@ -12,12 +12,13 @@ CLUSTER="${KIND_CLUSTER:-hal9-e2e}"
 IMAGE_REPO=hal9-migration-operator
 IMAGE_TAG=e2e-kind
 export E2E_NAMESPACE="${E2E_NAMESPACE:-hal9-e2e}"
-HELM="$(command -v helm || echo "${XDG_CACHE_HOME:-$HOME/.cache}/hal9-migration/helm/v3.22.0/helm")"
+# helm from PATH, else the one hack/build-helm.sh builds (or finds) in the project's cache.
+HELM="$(command -v helm || bash hack/build-helm.sh)"
 
 for tool in docker kind kubectl; do
   command -v "$tool" >/dev/null || { echo "e2e-kind: $tool is not on PATH" >&2; exit 1; }
 done
-[ -x "$HELM" ] || { echo "e2e-kind: no helm on PATH nor at $HELM (make helm builds it)" >&2; exit 1; }
+[ -x "$HELM" ] || { echo "e2e-kind: no helm on PATH, and hack/build-helm.sh gave none" >&2; exit 1; }
 
 KUBECONFIG="$(mktemp -d)/kubeconfig"
 export KUBECONFIG

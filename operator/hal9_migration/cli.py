@@ -7,6 +7,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# How long a replica's peering record stays valid without a renewal (run --peering-lifetime).
+LIFETIME = 15
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hal9-migration", description=__doc__)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--peering-lifetime",
         type=int,
-        default=15,
+        default=LIFETIME,
         metavar="SECONDS",
         help="how long this replica's peering record stays valid without a renewal: a standby takes"
         " over at most this long after the active replica dies (default: %(default)s)",
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "run":
+        if not args.peering and (args.priority is not None or args.peering_lifetime != LIFETIME):
+            parser.error("--priority and --peering-lifetime take effect only with --peering NAME")
         peering = Peering(args.peering, args.priority, args.peering_lifetime) if args.peering else None
         return _run(args.namespace, args.liveness, args.metrics, peering, args.verbose)
     if args.command == "crd":

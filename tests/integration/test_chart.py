@@ -241,7 +241,9 @@ def test_the_installed_operator_walks_a_migration_to_full(
     route = kubectl_json(cluster, "get", "virtualservice", "hal9", "-n", namespace)
     primary = next(r for r in route["spec"]["http"] if r["name"] == "primary")
     assert [d["weight"] for d in primary["route"]] == [0, 100]
-    # The state-migration worker opts out of a token (automountServiceAccountToken: false): none mounted.
+    # No token reaches the state-migration worker. (Its pods name no ServiceAccount, and this control
+    # plane runs without the admission plugin that would name `default`; in a cluster, the Job's
+    # automountServiceAccountToken: false, unit-tested in test_statejob, is what keeps it out.)
     workers = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", "batch.kubernetes.io/job-name")[
         "items"
     ]

@@ -14,9 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.support.manifests import ROOT
-
-BUILD_SCRIPT = ROOT / "hack" / "build-kstatus.sh"
+from hal9_migration.testing import builds
 
 
 class KstatusError(RuntimeError):
@@ -26,10 +24,7 @@ class KstatusError(RuntimeError):
 @functools.cache
 def binary() -> Path:
     """The kstatus binary, built into the cache on first use (the script reuses a built one)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise KstatusError(f"building kstatus failed (exit {result.returncode}); see the log above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return builds.built("build-kstatus.sh", "kstatus", KstatusError)
 
 
 def compute(obj: dict[str, Any]) -> tuple[str, str]:

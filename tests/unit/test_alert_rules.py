@@ -169,3 +169,31 @@ def test_each_alert_links_a_runbook_that_exists() -> None:
                 if line.startswith("#")
             }
             assert anchor in headings, (alert, anchor, sorted(headings))
+
+
+@pytest.mark.parametrize("reason", ["RolledBack", "StateMigrationFailed", "Aborted"])
+def test_a_halt_that_pages_on_its_own_is_not_also_stuck(reason: str, tmp_path: Path) -> None:
+    """Stalled for half an hour after a rollback (or an abort): its own alert, not a second one."""
+    series = {
+        f'hal9_migration_condition{{{M},type="Stalled"}}': "1x30",
+        f'hal9_migration_halted{{{M},reason="{reason}"}}': "1x30",
+    }
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                "alert_rule_test": [
+                    {"eval_time": "20m", "alertname": "Hal9MigrationStuck", "exp_alerts": []}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

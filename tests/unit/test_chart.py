@@ -225,8 +225,18 @@ def test_all_optional_parts_render_from_the_charts_files() -> None:
     docs = render(ALL_ON)
     monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
+    # OperatorDown looks for this job: without the relabeling it would be named after the Service.
+    rules = yaml.safe_load((FILES / "alerts.yaml").read_text())["groups"][0]["rules"]
+    down = next(r for r in rules if r["alert"] == "Hal9MigrationOperatorDown")
+    assert 'job="hal9-migration-operator"' in down["expr"]
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}
+        {
+            "port": "metrics",
+            "path": "/metrics",
+            "interval": "30s",
+            "scrapeTimeout": "10s",
+            "relabelings": [{"targetLabel": "job", "replacement": "hal9-migration-operator"}],
+        }
     ]
     assert monitor["spec"]["selector"]["matchLabels"] == one(docs, "Service")["spec"]["selector"]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import builds
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
@@ -70,12 +72,7 @@ def binaries_dir() -> Path:
         return Path(assets)
     if not BUILD_SCRIPT.exists():
         raise ControlPlaneError(f"{BUILD_SCRIPT} is missing; set KUBEBUILDER_ASSETS to your envtest binaries")
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise ControlPlaneError(
-            f"building the control plane failed (exit {result.returncode}); see the log above"
-        )
-    return Path(result.stdout.strip().splitlines()[-1])
+    return builds.built(BUILD_SCRIPT.name, "the control plane", ControlPlaneError)
 
 
 def free_port() -> int:

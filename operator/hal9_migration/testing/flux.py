@@ -40,10 +40,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 
-from . import podprocess
-from .controlplane import REPO_ROOT, free_port
+from . import builds, podprocess
+from .controlplane import free_port
 
-BUILD_SCRIPT = REPO_ROOT / "hack" / "build-flux.sh"
 CONTROLLERS = ("source-controller", "kustomize-controller")
 NAMESPACE = "flux-system"  # RUNTIME_NAMESPACE, as in a real installation
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
@@ -65,10 +64,7 @@ class FluxError(RuntimeError):
 def flux_directory() -> Path:
     """The directory with both controllers and their CRDs (``crds/<controller>/``), built into the
     cache on first use (the script reuses a build)."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise FluxError(f"building the Flux controllers failed (exit {result.returncode}); see the log above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return builds.built("build-flux.sh", "the Flux controllers", FluxError)
 
 
 def _git(*args: str, cwd: Path) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
+from . import builds
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
-BUILD_SCRIPT = REPO_ROOT / "hack" / "build-helm.sh"
 CHART = REPO_ROOT / "charts" / "hal9-migration-operator"
 
 
@@ -29,10 +30,7 @@ class HelmError(RuntimeError):
 @functools.cache
 def binary() -> Path:
     """The helm binary, built into the cache on first use."""
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise HelmError(f"building helm failed (exit {result.returncode}); see the log above")
-    return Path(result.stdout.strip().splitlines()[-1])
+    return builds.built("build-helm.sh", "helm", HelmError)
 
 
 @functools.cache

@@ -194,7 +194,9 @@ class NodeAgent:
                 problem,
             )
         else:
-            # The mount point, as a runtime makes it in a container's root filesystem (empty here).
+            # The mount point, as a runtime makes it in a container's root filesystem: on this
+            # machine, an empty /var/run/secrets/kubernetes.io/serviceaccount is left behind (each
+            # pod's own token directory is bound over it inside the pod's mount namespace only).
             podprocess.SERVICE_ACCOUNT_MOUNT.mkdir(parents=True, exist_ok=True)
         self.api.register_node(self.node)
         # Plays the EndpointSlice controller for the Services of loopback pods (threads of its own; it
@@ -505,8 +507,10 @@ class NodeAgent:
             ("token", answer["status"]["token"]),
         ):
             staged = directory / f".{file}.new"
-            staged.write_text(text)
-            staged.chmod(0o600)
+            staged.unlink(missing_ok=True)
+            # Created owner-only: the token is never readable by others, not even for a moment.
+            with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write(text)
             staged.replace(directory / file)
 
         def renew() -> None:
