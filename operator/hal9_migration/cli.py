@@ -144,7 +144,11 @@ def _run(
     from . import exporter, handlers  # noqa: F401  (handlers registers itself with kopf)
 
     if metrics:
-        exporter.serve(metrics)
+        try:
+            exporter.serve(metrics)
+        except OSError as error:  # e.g. the port is taken: say so, not with a traceback
+            print(f"hal9-migration run: cannot serve metrics on {metrics}: {error.strerror}", file=sys.stderr)
+            return 1
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

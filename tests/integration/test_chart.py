@@ -33,6 +33,7 @@ from tests.support.statemigration import Pair
 
 CHART = str(helm.CHART)
 INSTALL_TIMEOUT = "180s"
+PORTS = {"health": 28080, "metrics": 28081}
 
 
 @dataclass
@@ -96,8 +97,10 @@ def release(cluster: Cluster) -> Iterator[Release]:
         cluster.kubectl("create", "namespace", name)
     values = {
         "watchNamespaces": watched,
-        # Pods here share the machine's network: each binds its own pod IP (a loopback address).
+        # Pods here share the machine's network: each binds its own pod IP (a loopback address), on
+        # ports Envoy Gateway (which binds *:8080 and *:8081 in the data-plane tests) leaves free.
         "listenAddress": "$(POD_IP)",
+        "ports": PORTS,
         "extraEnv": [
             {"name": "HAL9_RECHECK_SECONDS", "value": "1"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -147,7 +150,7 @@ def test_install_waits_for_two_ready_replicas_running_the_rendered_command(
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         # The rendered command and args, $(POD_IP) expanded by the kubelet's rules.
         assert b"run" in argv and f"--peering={release.fullname}".encode() in argv
-        assert f"--liveness=http://{pod['status']['podIP']}:8080/healthz".encode() in argv
+        assert f"--liveness=http://{pod['status']['podIP']}:{PORTS['health']}/healthz".encode() in argv
         environ = dict(
             line.split(b"=", 1)
             for line in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

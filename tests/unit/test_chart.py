@@ -204,13 +204,19 @@ def test_one_replica_gets_no_disruption_budget_and_keeps_its_peering() -> None:
     )
 
 
-def test_the_listen_address_and_extra_env_reach_the_container() -> None:
+def test_the_listen_address_ports_and_extra_env_reach_the_container() -> None:
     docs = render(
-        {"listenAddress": "$(POD_IP)", "extraEnv": [{"name": "HAL9_RECHECK_SECONDS", "value": "5"}]}
+        {
+            "listenAddress": "$(POD_IP)",
+            "ports": {"health": 9080, "metrics": 9081},
+            "extraEnv": [{"name": "HAL9_RECHECK_SECONDS", "value": "5"}],
+        }
     )
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert "--liveness=http://$(POD_IP):8080/healthz" in container["args"]
-    assert "--metrics=$(POD_IP):8081" in container["args"]
+    assert "--liveness=http://$(POD_IP):9080/healthz" in container["args"]
+    assert "--metrics=$(POD_IP):9081" in container["args"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": 9080, "metrics": 9081}
+    assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9081
     names = [e["name"] for e in container["env"]]
     # POD_IP is declared before anything refers to it (the kubelet expands in order).
     assert names[0] == "POD_IP" and "HAL9_RECHECK_SECONDS" in names
